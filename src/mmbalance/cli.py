@@ -1,0 +1,184 @@
+"""Command line: ``mmbalance train | eval | list`` plus ``compare``, ``report``, ``prepare``, ``verify``, ...
+
+Sub-commands other than train/eval/list live in their own modules, each with ``add_arguments(parser)``
+and ``main(args) -> int``; they are listed in :data:`COMMANDS`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+COMMANDS = {
+    "compare": ("mmbalance.report.compare", "run a methods x seeds grid and aggregate it"),
+    "report": ("mmbalance.report.html", "write an HTML/markdown report for a run or grid"),
+    "prepare": ("mmbalance.data.prepare", "preprocess a paper dataset from raw files"),
+    "verify": ("mmbalance.data.verify", "check a prepared dataset against its manifest"),
+    "sweep": ("mmbalance.report.sweep", "sweep hyper-parameters (e.g. DUS batch size x learning rate)"),
+}
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``compare``: the run's config and overrides."""
+    p.add_argument("--config", help="YAML config file (dotted overrides apply on top)")
+    p.add_argument("--dataset", help="dataset name (see `mmbalance list`)")
+    p.add_argument("--preset", help="dataset preset, e.g. av-digits clean|hard")
+    p.add_argument("--modalities", help="comma-separated modalities/views, e.g. pix,fou,zer for mfeat")
+    p.add_argument("--root", help="data folder or file (paper datasets, `arrays`)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--encoder", help="encoder name for every modality")
+    p.add_argument("--fusion")
+    p.add_argument("--device", help="auto | cpu | cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
+
+
+def config_from_args(args, method: str | None = None, seed: int | None = None, out: str | None = None):
+    from .config import Config
+
+    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    items = []
+    for flag, key in (("dataset", "data.name"), ("preset", "data.preset"), ("modalities", "data.modalities"),
+                      ("root", "data.root"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
+                      ("lr", "optim.lr"), ("encoder", "model.encoder"), ("fusion", "model.fusion"),
+                      ("device", "train.device")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            items.append(f"{key}={v}")
+    if method is not None:
+        items.append(f"method={method}")
+    if seed is not None:
+        items.append(f"train.seed={seed}")
+    if out is not None:
+        items.append(f"out={out}")
+    if getattr(args, "no_progress", False):
+        items.append("train.progress=false")
+    cfg = cfg.override(items + list(args.overrides or []))
+    if cfg.data.modalities is not None and isinstance(cfg.data.modalities, str):
+        cfg = cfg.override([f"data.modalities=[{cfg.data.modalities}]"])
+    return cfg
+
+
+def cmd_train(args) -> int:
+    from .engine import Trainer
+
+    cfg = config_from_args(args, method=args.method, seed=args.seed, out=args.out)
+    if cfg.out is None:
+        raise SystemExit("error: --out RUN_FOLDER is required")
+    summary = Trainer(cfg).fit(resume=args.resume)
+    print(format_summary(summary))
+    print(f"run folder: {cfg.out}")
+    return 0
+
+
+def format_summary(s: dict) -> str:
+    lines = [f"{s['method']} on {s['dataset']} (seed {s['seed']}): best epoch {s['best_epoch']} "
+             f"(selected on {s['select_on']})"]
+    for split in ("val", "test"):
+        m = s[split]
+        mods = ", ".join(f"{k} head {v:.3f}" for k, v in m["modality_acc"].items())
+        lines.append(f"  {split:4s} acc {m['acc']:.4f}  macro-F1 {m['macro_f1']:.4f}  mAP {m['map']:.4f}  | {mods}")
+    if s.get("probe"):
+        lines.append("  linear probe (test acc; floor = same probe on the untrained encoder):")
+        for k, v in s["probe"].items():
+            lines.append(f"    {k:10s} trained {v['trained']:.3f}   floor {v['floor']:.3f}")
+    lines.append(f"  wall time {s['wall_time_s']:.1f} s on {s['device']}")
+    return "\n".join(lines)
+
+
+def cmd_eval(args) -> int:
+    from .config import Config
+    from .engine import Trainer
+    from .engine.checkpoint import load_checkpoint
+
+    run = Path(args.run)
+    if not (run / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run}: not a run folder (no config.yaml)")
+    cfg = Config.from_yaml(run / "config.yaml").override(["train.progress=false", "out=null"] +
+                                                          ([f"train.device={args.device}"] if args.device else []))
+    tr = Trainer(cfg)
+    ckpt = load_checkpoint(run / f"{args.checkpoint}.pt")
+    tr.model.load_state_dict(ckpt["model"])
+    res = {split: tr.evaluate(split) for split in args.splits.split(",")}
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from . import registry
+    from .methods import method_params
+
+    for title, reg in (("methods", registry.METHODS), ("datasets", registry.DATASETS),
+                       ("encoders", registry.ENCODERS), ("fusions", registry.FUSIONS)):
+        print(f"{title}:")
+        for name in reg:
+            extra = ""
+            if reg is registry.METHODS:
+                params = method_params(name)
+                extra = ("  [" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "]") if params else ""
+            print(f"  {name:20s} {reg.doc(name)}{extra if args.verbose else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one run")
+    add_run_arguments(p)
+    p.add_argument("--method", help="method name; stack with + (e.g. ogm-ge+dus-h)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", help="run folder (config, metrics.jsonl, summary.json, checkpoints)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's checkpoint")
+    p.add_argument("run", help="run folder")
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--splits", default="val,test")
+    p.add_argument("--device")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("list", help="list registered methods, datasets, encoders, fusions")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each method's options")
+    p.set_defaults(func=cmd_list)
+
+    for name, (module, help_) in COMMANDS.items():
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:
+                continue
+            raise
+        p = sub.add_parser(name, help=help_)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .config import ConfigError
+    from .data.base import DataError
+    from .engine.plugin import IncompatiblePluginsError
+    from .engine.trainer import NonFiniteLossError
+    from .registry import UnknownNameError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, DataError, UnknownNameError, IncompatiblePluginsError, NonFiniteLossError,
+            FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Typed run configuration: dataclasses loaded from YAML and dotted ``key=value`` overrides.
+
+Every unknown key fails with a message that names it and suggests the nearest valid one.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import yaml
+
+from .registry import suggest
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid."""
+
+
+@dataclass
+class DataConfig:
+    name: str = "av-digits"  #: registered dataset name (``mmbalance list``)
+    preset: Optional[str] = None  #: dataset variant, e.g. av-digits ``clean``/``hard``
+    modalities: Optional[List[str]] = None  #: subset / views to use (mfeat: ``[pix, fou]``)
+    root: Optional[str] = None  #: folder of a file-based dataset (paper datasets, your own data)
+    split_seed: int = 0  #: seed of the fixed stratified train/val/test split (independent of the run seed)
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    num_workers: int = 0  #: DataLoader workers (0: load in the main process)
+    options: Dict[str, Any] = field(default_factory=dict)  #: extra dataset-specific keyword arguments
+
+
+@dataclass
+class ModelConfig:
+    encoder: Union[str, Dict[str, str]] = "mlp"  #: one encoder name, or modality -> encoder name
+    encoder_args: Dict[str, Any] = field(default_factory=dict)  #: shared kwargs, or modality -> kwargs
+    feature_dim: int = 64  #: pooled feature size of every encoder (ResNet-18 ignores it: 512)
+    fusion: str = "concat"
+    fusion_args: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  #: sgd | adam | adamw
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    scheduler: str = "none"  #: none | step | cosine
+    step_size: int = 70  #: StepLR period in epochs
+    gamma: float = 0.1  #: StepLR factor
+    grad_clip: Optional[float] = None  #: max global grad norm (None: off)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"  #: auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  #: fp32 | bf16 (autocast; CUDA and CPU)
+    channels_last: bool = False  #: memory format for conv encoders on CUDA
+    deterministic: bool = True  #: deterministic algorithms where torch has them
+    drop_last: bool = False
+    fused_loss_weight: float = 1.0  #: weight of CE on the fused logits
+    unimodal_loss_weight: Optional[float] = None  #: weight of per-modality CE; None: method decides (0 for joint)
+    check_finite: str = "auto"  #: step | epoch | auto (step on CPU, epoch on CUDA: no host sync per step)
+    progress: bool = True  #: progress bar
+    checkpoint_every: int = 1  #: write last.pt every N epochs
+
+
+@dataclass
+class EvalConfig:
+    predict: str = "fused"  #: fused | sum_of_heads (what the BSS code reports)
+    select_on: str = "val"  #: val (honest) | test (paper-compatible, labelled as such)
+    probe: bool = True  #: linear probe of each frozen encoder vs the same probe on its untrained init
+    batch_size: int = 256
+
+
+@dataclass
+class LogConfig:
+    tensorboard: bool = True
+    jsonl: bool = True
+
+
+@dataclass
+class Config:
+    method: str = "joint"  #: method name; stack plug-ins with ``+`` (``ogm-ge+dus-h``)
+    method_args: Dict[str, Dict[str, Any]] = field(default_factory=dict)  #: method name -> kwargs
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    out: Optional[str] = None  #: run folder
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "Config":
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "Config":
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            d = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{p}: top level must be a mapping, got {type(d).__name__}")
+        return cls.from_dict(d)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def override(self, items: List[str]) -> "Config":
+        """Return a copy with dotted overrides applied: ``optim.lr=0.01``, ``method_args.dus-h.gamma=2``."""
+        d = self.to_dict()
+        for item in items:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} is not of the form key=value")
+            key, raw = item.split("=", 1)
+            value = yaml.safe_load(raw) if raw != "" else None
+            parts = key.strip().split(".")
+            node = d
+            for i, part in enumerate(parts[:-1]):
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override {key!r}: {'.'.join(parts[:i])} is not a section")
+                if part not in node:
+                    if _is_free_dict(parts[:i]):
+                        node[part] = {}
+                    else:
+                        raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r}.{suggest(part, node)}")
+                node = node[part]
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {key!r}: parent is not a section")
+            last = parts[-1]
+            if last not in node and not _is_free_dict(parts[:-1]):
+                raise ConfigError(f"unknown config key {key!r}.{suggest(last, node)}")
+            node[last] = value
+        return Config.from_dict(d)
+
+    def method_names(self) -> List[str]:
+        names = [m.strip() for m in self.method.split("+") if m.strip()]
+        if not names:
+            raise ConfigError("method is empty")
+        return names
+
+
+_FREE_DICTS = {("method_args",), ("data", "options"), ("model", "encoder_args"), ("model", "fusion_args")}
+
+
+def _is_free_dict(path: List[str]) -> bool:
+    return any(tuple(path[: len(p)]) == p for p in _FREE_DICTS)
+
+
+def _build(cls, d: Any, where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"config section {where or '<root>'!r} must be a mapping, got {type(d).__name__}")
+    names = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in names:
+            raise ConfigError(f"unknown config key {(where + '.' if where else '') + str(k)!r}.{suggest(str(k), names)}")
+        f = names[k]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore
+        if is_dataclass(default):
+            kwargs[k] = _build(type(default), v or {}, (where + "." if where else "") + k)
+        else:
+            kwargs[k] = _coerce(v, default, (where + "." if where else "") + k)
+    return cls(**kwargs)
+
+
+def _coerce(v, default, key):
+    if v is None or default is None:
+        return copy.deepcopy(v)
+    if isinstance(default, bool):
+        if not isinstance(v, bool):
+            raise ConfigError(f"config key {key!r} must be true/false, got {v!r}")
+        return v
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, float) and not v.is_integer()):
+            raise ConfigError(f"config key {key!r} must be an integer, got {v!r}")
+        return int(v)
+    if isinstance(default, float):
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number, got {v!r}")
+        return float(v)
+    if isinstance(default, str) and isinstance(v, (dict, list)) and not isinstance(default, dict):
+        if key == "model.encoder" and isinstance(v, dict):
+            return dict(v)
+        raise ConfigError(f"config key {key!r} must be a string, got {v!r}")
+    if isinstance(default, dict) and not isinstance(v, dict):
+        raise ConfigError(f"config key {key!r} must be a mapping, got {v!r}")
+    if isinstance(default, list) and not isinstance(v, list):
+        if isinstance(v, str):
+            return [s.strip() for s in v.split(",") if s.strip()]
+        raise ConfigError(f"config key {key!r} must be a list, got {v!r}")
+    return copy.deepcopy(v)

@@ -1,0 +1,212 @@
+"""The dataset contract every mmbalance dataset follows, and the in-memory implementation.
+
+A *source* is any map-style dataset with:
+  * ``modalities``: ordered list of modality names,
+  * ``labels``: LongTensor [N] of class ids in ``[0, num_classes)``,
+  * ``num_classes`` and ``class_names``,
+  * ``__getitem__(i) -> {"inputs": {modality: Tensor}, "y": int, "index": int}``,
+  * optionally ``load(i, modality) -> Tensor`` (load one modality of one sample only) and
+    ``get_batch(indices: LongTensor, modality) -> Tensor`` (whole batch at once, no per-sample Python work),
+  * optionally ``set_train(flag)`` to switch between training and evaluation transforms.
+
+Batches are assembled by :class:`BatchDataset` from an :class:`IndexBatch` (a list of indices with
+optional per-modality sizes), so a modality asked for fewer samples really loads and encodes fewer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the dataset, file, modality or sample at fault."""
+
+
+class IndexBatch(list):
+    """Dataset indices of one step. ``sizes[m]`` = how many of the leading indices modality ``m`` uses.
+
+    Without ``sizes`` every modality uses all indices (an ordinary paired batch). With sizes, the
+    batch is *nested*: the first ``min(sizes)`` indices are complete (the paired part).
+    """
+
+    def __init__(self, indices: Sequence[int], sizes: Optional[Dict[str, int]] = None):
+        super().__init__(int(i) for i in indices)
+        self.sizes = dict(sizes) if sizes else None
+
+
+class MultimodalDataset(Dataset):
+    """In-memory multimodal dataset: one tensor per modality (first dim = samples) and labels."""
+
+    def __init__(
+        self,
+        inputs: Dict[str, torch.Tensor],
+        labels,
+        num_classes: Optional[int] = None,
+        class_names: Optional[List[str]] = None,
+        name: str = "arrays",
+        check: bool = True,
+    ):
+        if len(inputs) < 1:
+            raise DataError(f"dataset {name!r}: no modalities given")
+        self.name = name
+        self.inputs = {m: _as_tensor(x, f"{name}/{m}").float() for m, x in inputs.items()}
+        self.labels = _as_tensor(labels, f"{name}/labels").long().reshape(-1)
+        self.modalities = list(self.inputs)
+        n = len(self.labels)
+        for m, x in self.inputs.items():
+            if x.shape[0] != n:
+                raise DataError(
+                    f"dataset {name!r}: modality {m!r} has {x.shape[0]} samples but there are {n} labels "
+                    f"(sample counts per modality: "
+                    + ", ".join(f"{k}={v.shape[0]}" for k, v in self.inputs.items())
+                    + ")"
+                )
+        if num_classes is None:
+            num_classes = int(self.labels.max()) + 1 if n else 0
+        self.num_classes = int(num_classes)
+        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        if check:
+            self.validate()
+
+    def validate(self) -> None:
+        bad = (self.labels < 0) | (self.labels >= self.num_classes)
+        if bad.any():
+            i = int(bad.nonzero()[0, 0])
+            raise DataError(
+                f"dataset {self.name!r}: label {int(self.labels[i])} of sample {i} is out of range "
+                f"[0, {self.num_classes}) ({int(bad.sum())} bad labels in all)"
+            )
+        for m, x in self.inputs.items():
+            finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+            if not finite.all():
+                i = int((~finite).nonzero()[0, 0])
+                raise DataError(
+                    f"dataset {self.name!r}: modality {m!r} has NaN/inf values in sample {i} "
+                    f"({int((~finite).sum())} bad samples in all)"
+                )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return {"inputs": {m: x[i] for m, x in self.inputs.items()}, "y": int(self.labels[i]), "index": int(i)}
+
+    def load(self, i: int, modality: str) -> torch.Tensor:
+        return self.inputs[modality][i]
+
+    def get_batch(self, indices: torch.Tensor, modality: str) -> torch.Tensor:
+        return self.inputs[modality].index_select(0, indices)
+
+    def subset(self, indices, name: Optional[str] = None) -> "MultimodalDataset":
+        idx = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        return MultimodalDataset(
+            {m: x.index_select(0, idx) for m, x in self.inputs.items()},
+            self.labels.index_select(0, idx),
+            self.num_classes,
+            self.class_names,
+            name or self.name,
+            check=False,
+        )
+
+    def select_modalities(self, modalities: Sequence[str]) -> "MultimodalDataset":
+        missing = [m for m in modalities if m not in self.inputs]
+        if missing:
+            raise DataError(f"dataset {self.name!r} has no modality {missing[0]!r}; it has {self.modalities}")
+        return MultimodalDataset({m: self.inputs[m] for m in modalities}, self.labels, self.num_classes,
+                                 self.class_names, self.name, check=False)
+
+    def input_shape(self, modality: str) -> tuple:
+        return tuple(self.inputs[modality].shape[1:])
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x
+    try:
+        return torch.as_tensor(np.asarray(x))
+    except Exception as e:  # noqa: BLE001 - report what could not be converted
+        raise DataError(f"{what}: cannot convert to a tensor: {e}") from None
+
+
+def sample_shape(source, modality: str) -> tuple:
+    """Shape of one sample of ``modality`` (without the batch dimension)."""
+    if hasattr(source, "input_shape"):
+        return tuple(source.input_shape(modality))
+    return tuple(source[0]["inputs"][modality].shape)
+
+
+class BatchDataset(Dataset):
+    """Wraps a source so that a DataLoader fetches a whole :class:`IndexBatch` at once (``__getitems__``).
+
+    Returns ``{"inputs": {m: Tensor[n_m, ...]}, "y": LongTensor[n], "index": LongTensor[n], "sizes": {m: n_m}}``
+    where ``n = len(indices)`` and modality ``m`` holds the first ``n_m`` samples.
+    """
+
+    def __init__(self, source, modalities: Optional[Sequence[str]] = None):
+        self.source = source
+        self.modalities = list(modalities or source.modalities)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i):  # pragma: no cover - DataLoader always uses __getitems__ with a batch_sampler
+        return self.__getitems__(IndexBatch([i]))
+
+    def __getitems__(self, batch):
+        idx = torch.as_tensor(list(batch), dtype=torch.long)
+        sizes = getattr(batch, "sizes", None) or {}
+        inputs = {}
+        for m in self.modalities:
+            n_m = int(sizes.get(m, len(idx)))
+            if n_m > len(idx):
+                raise DataError(f"batch plan asks modality {m!r} for {n_m} samples but the batch has {len(idx)}")
+            sub = idx[:n_m]
+            if hasattr(self.source, "get_batch"):
+                inputs[m] = self.source.get_batch(sub, m)
+            elif hasattr(self.source, "load"):
+                inputs[m] = torch.stack([self.source.load(int(i), m) for i in sub]) if n_m else None
+            else:
+                inputs[m] = torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if n_m else None
+        y = self.source.labels.index_select(0, idx)
+        return {"inputs": inputs, "y": y, "index": idx, "sizes": {m: int(sizes.get(m, len(idx))) for m in self.modalities}}
+
+
+def passthrough_collate(batch):
+    """The batch is already assembled by :meth:`BatchDataset.__getitems__`."""
+    return batch
+
+
+@dataclass
+class Splits:
+    train: object
+    val: object
+    test: object
+
+    def __getitem__(self, name: str):
+        if name not in ("train", "val", "test"):
+            raise KeyError(f"unknown split {name!r}; splits are train, val, test")
+        return getattr(self, name)
+
+
+def stratified_split_indices(labels, val_fraction: float, test_fraction: float, seed: int):
+    """Fixed, seeded, stratified train/val/test index arrays (sorted)."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    idx = np.arange(len(labels))
+    if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise DataError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0,1) with sum < 1")
+    rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
+    train, val = train_test_split(
+        rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest], random_state=seed + 1
+    )
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def split_in_memory(ds: MultimodalDataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    tr, va, te = stratified_split_indices(ds.labels.numpy(), val_fraction, test_fraction, seed)
+    return Splits(ds.subset(tr, ds.name + "/train"), ds.subset(va, ds.name + "/val"), ds.subset(te, ds.name + "/test"))

@@ -1,0 +1,55 @@
+"""Reference methods: plain joint training, joint training with unimodal losses, and one modality alone."""
+from __future__ import annotations
+
+from ..engine.plugin import Plugin
+from ..registry import METHODS
+
+
+@METHODS.register("joint")
+class Joint(Plugin):
+    """Joint training: cross-entropy on the fused logits only (the "Concat" baseline of the papers)."""
+
+
+@METHODS.register("joint-aux")
+class JointAux(Plugin):
+    """Joint training plus one cross-entropy per modality head (fused + sum of unimodal CE)."""
+
+    wants_unimodal_loss = True
+
+
+@METHODS.register("unimodal")
+class Unimodal(Plugin):
+    """Train one modality alone (its encoder and head); the unimodal rows of results tables.
+
+    Args:
+        modality: which modality to train (default: the first one of the dataset).
+    """
+
+    overrides_step = False
+
+    def __init__(self, modality: str | None = None):
+        self.modality = modality
+
+    def configure_model(self, trainer, model):
+        m = self.modality or trainer.modalities[0]
+        if m not in trainer.modalities:
+            raise ValueError(f"unimodal: no modality {m!r}; the dataset has {trainer.modalities}")
+        self.modality = m
+        trainer.active_modalities = [m]
+
+    def compute_loss(self, trainer, batch, out, losses):
+        import torch.nn.functional as F
+
+        losses.clear()
+        z = out.logits[self.modality]
+        losses[f"uni_{self.modality}"] = F.cross_entropy(z.float(), batch["y"][: z.shape[0]])
+
+    def predict(self, trainer, out):
+        return out.logits[self.modality]
+
+    def check_compatible(self, plugins):
+        from ..engine.plugin import IncompatiblePluginsError
+
+        if plugins:
+            raise IncompatiblePluginsError(f"'unimodal' trains one modality alone and cannot be stacked "
+                                           f"with {plugins[0].name!r}")

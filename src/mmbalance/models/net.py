@@ -1,0 +1,82 @@
+"""MultimodalNet: encoders -> per-modality features, per-modality heads, and a fusion head."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..registry import ENCODERS, FUSIONS
+
+
+@dataclass
+class ModelOutput:
+    """What every forward pass returns.
+
+    ``features[m]``/``logits[m]`` have one row per sample modality ``m`` received (``n_m`` rows);
+    ``fused`` has ``n_pair = min_m n_m`` rows: the leading, complete part of a nested batch.
+    """
+
+    features: Dict[str, torch.Tensor]
+    logits: Dict[str, torch.Tensor]
+    fused: Optional[torch.Tensor]
+    n_pair: int
+
+    def paired_features(self) -> Dict[str, torch.Tensor]:
+        return {m: f[: self.n_pair] for m, f in self.features.items()}
+
+    def paired_logits(self) -> Dict[str, torch.Tensor]:
+        return {m: z[: self.n_pair] for m, z in self.logits.items()}
+
+
+class MultimodalNet(nn.Module):
+    """Any number of modalities (>= 1; fusion needs >= 2). ``encoders[m]``, ``heads[m]``, ``fusion``."""
+
+    def __init__(self, encoders: Dict[str, nn.Module], num_classes: int, fusion: Optional[nn.Module]):
+        super().__init__()
+        self.modalities = list(encoders)
+        self.encoders = nn.ModuleDict(encoders)
+        self.heads = nn.ModuleDict({m: nn.Linear(e.out_dim, num_classes) for m, e in encoders.items()})
+        self.fusion = fusion
+        self.num_classes = num_classes
+
+    def encode(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+        return {m: self.encoders[m](inputs[m]) for m in self.modalities if m in inputs and inputs[m] is not None}
+
+    def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True) -> ModelOutput:
+        feats = self.encode(inputs)
+        logits = {m: self.heads[m](f) for m, f in feats.items()}
+        n_pair = min(f.shape[0] for f in feats.values()) if feats else 0
+        fused = None
+        if fuse and self.fusion is not None and len(feats) == len(self.modalities) and n_pair > 0:
+            fused = self.fusion({m: f[:n_pair] for m, f in feats.items()})
+        return ModelOutput(feats, logits, fused, n_pair)
+
+    def encoder_parameters(self, modality: str):
+        return self.encoders[modality].parameters()
+
+
+def build_model(cfg: ModelConfig, input_shapes: Dict[str, tuple], num_classes: int) -> MultimodalNet:
+    """Build encoders per modality from the registry, the fusion head and per-modality heads."""
+    encoders = {}
+    for m, shape in input_shapes.items():
+        name = cfg.encoder.get(m, "mlp") if isinstance(cfg.encoder, dict) else cfg.encoder
+        args = cfg.encoder_args.get(m, {}) if _per_modality(cfg.encoder_args, input_shapes) else cfg.encoder_args
+        try:
+            encoders[m] = ENCODERS.get(name)(shape, cfg.feature_dim, **args)
+        except TypeError as e:
+            raise ValueError(f"encoder {name!r} for modality {m!r}: bad encoder_args {args}: {e}") from None
+    fusion = None
+    if len(encoders) >= 2:
+        try:
+            fusion = FUSIONS.get(cfg.fusion)({m: e.out_dim for m, e in encoders.items()}, num_classes,
+                                             **cfg.fusion_args)
+        except TypeError as e:
+            raise ValueError(f"fusion {cfg.fusion!r}: bad fusion_args {cfg.fusion_args}: {e}") from None
+    return MultimodalNet(encoders, num_classes, fusion)
+
+
+def _per_modality(args: dict, shapes: dict) -> bool:
+    return bool(args) and all(k in shapes for k in args) and all(isinstance(v, dict) for v in args.values())

@@ -1,0 +1,62 @@
+"""Decorator registries for methods, datasets, encoders and fusions (one factory per concept, like timm)."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Callable, Dict, Iterator
+
+
+class UnknownNameError(KeyError):
+    """Raised for a name that is not registered; the message suggests the nearest valid names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=3, cutoff=0.5)
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
+class Registry:
+    """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: Dict[str, Callable[..., Any]] = {}
+        self._docs: Dict[str, str] = {}
+
+    def register(self, name: str, doc: str | None = None):
+        def deco(fn):
+            if name in self._items:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            self._items[name] = fn
+            self._docs[name] = (doc or (fn.__doc__ or "")).strip().splitlines()[0] if (doc or fn.__doc__) else ""
+            return fn
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}.{suggest(name, self._items)} "
+                f"Registered {self.kind}s: {', '.join(sorted(self._items))}"
+            )
+        return self._items[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._items))
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def doc(self, name: str) -> str:
+        return self._docs.get(name, "")
+
+
+METHODS = Registry("method")
+DATASETS = Registry("dataset")
+ENCODERS = Registry("encoder")
+FUSIONS = Registry("fusion")
