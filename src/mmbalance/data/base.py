@@ -200,10 +200,9 @@ def stratified_split_indices(labels, val_fraction: float, test_fraction: float, 
     idx = np.arange(len(labels))
     if not 0 < val_fraction < 1 or not 0 < test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise DataError(f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in (0,1) with sum < 1")
-    rest, test = train_test_split(idx, test_size=test_fraction, stratify=labels, random_state=seed)
-    train, val = train_test_split(
-        rest, test_size=val_fraction / (1 - test_fraction), stratify=labels[rest], random_state=seed + 1
-    )
+    n_test, n_val = round(test_fraction * len(idx)), round(val_fraction * len(idx))  # exact counts, no float drift
+    rest, test = train_test_split(idx, test_size=n_test, stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed + 1)
     return np.sort(train), np.sort(val), np.sort(test)
 
 

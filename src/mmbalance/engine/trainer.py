@@ -196,7 +196,7 @@ class Trainer:
             self._nonfinite = self._nonfinite | ~torch.isfinite(total.detach())
 
     def _raise_nonfinite(self, where: str, losses) -> None:
-        terms = ", ".join(f"{k}={float(v):.4g}" for k, v in losses.items()) if losses else "?"
+        terms = ", ".join(f"{k}={float(v.detach() if torch.is_tensor(v) else v):.4g}" for k, v in losses.items()) if losses else "?"
         keep = (f" The last good checkpoint is kept: {self.out / 'last.pt'} (after epoch {self.epoch - 1})."
                 if self.out and (self.out / "last.pt").exists() else " No checkpoint had been written yet.")
         raise NonFiniteLossError(

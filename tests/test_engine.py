@@ -1,0 +1,241 @@
+import json
+import math
+
+import pytest
+import torch
+
+from mmbalance import Plugin, Trainer
+from mmbalance.engine import NonFiniteLossError
+from mmbalance.engine.plugin import IncompatiblePluginsError, check_plugins
+from mmbalance.engine.samplers import EpochBatchSampler, FixedBatcher, RandomOrder
+from mmbalance.methods import build_plugins
+
+from conftest import make_cfg
+
+
+class Recorder(Plugin):
+    name = "recorder"
+
+    def __init__(self, priority=50):
+        self.priority = priority
+        self.events = []
+        self.counter = 0
+
+    def _rec(self, e):
+        self.events.append(e)
+
+    def on_fit_start(self, t):
+        self._rec("on_fit_start")
+
+    def on_epoch_start(self, t, epoch):
+        self._rec(f"on_epoch_start:{epoch}")
+
+    def after_forward(self, t, batch, out):
+        self._rec("after_forward")
+
+    def compute_loss(self, t, batch, out, losses):
+        self._rec("compute_loss")
+
+    def after_backward(self, t, batch, out):
+        self._rec("after_backward")
+        # gradients exist here
+        assert any(p.grad is not None for p in t.model.parameters())
+
+    def after_step(self, t, batch, out):
+        self._rec("after_step")
+        self.counter += 1
+
+    def on_epoch_end(self, t, epoch, record):
+        self._rec(f"on_epoch_end:{epoch}")
+        assert "val" in record and "test" in record
+        t.log("recorder/steps", self.counter)
+
+    def on_fit_end(self, t):
+        self._rec("on_fit_end")
+
+    def state_dict(self):
+        return {"counter": self.counter}
+
+    def load_state_dict(self, s):
+        self.counter = s["counter"]
+
+
+def test_event_order_and_plugin_logging(tmp_path):
+    rec = Recorder()
+    cfg = make_cfg("train.epochs=2", "data.options.n=64", "train.batch_size=64", out=tmp_path / "r")
+    Trainer(cfg, plugins=[rec]).fit()
+    # 64 samples * 0.7 train = 44 samples -> one batch per epoch
+    step = ["after_forward", "compute_loss", "after_backward", "after_step"]
+    assert rec.events == ["on_fit_start", "on_epoch_start:0", *step, "on_epoch_end:0",
+                          "on_epoch_start:1", *step, "on_epoch_end:1", "on_fit_end"]
+    lines = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert [l["plugins"]["recorder/steps"] for l in lines] == [1, 2]
+
+
+def test_plugins_run_in_priority_order():
+    order = []
+
+    class P(Plugin):
+        def __init__(self, name, prio):
+            self.name, self.priority = name, prio
+
+        def on_fit_start(self, t):
+            order.append(self.name)
+
+    cfg = make_cfg("train.epochs=0")
+    Trainer(cfg, plugins=[P("late", 90), P("early", 10), P("mid", 50)]).fit()
+    assert order == ["early", "mid", "late"]
+
+
+def _metrics(path):
+    return [json.loads(l) for l in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+class Crash(Plugin):
+    name = "crash"
+
+    def __init__(self, at_epoch):
+        self.at_epoch = at_epoch
+
+    def on_epoch_start(self, t, epoch):
+        if epoch == self.at_epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupted_then_resumed_run_is_identical(tmp_path):
+    over = ["train.epochs=4", "method=joint-aux", "model.encoder_args.dropout=0.2", "optim.scheduler=cosine"]
+    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
+    cfg = make_cfg(*over, out=tmp_path / "cut")
+    plugins = build_plugins(cfg) + [Crash(2)]
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, plugins=plugins).fit()
+    assert len(_metrics(tmp_path / "cut")) == 2
+    resumed = Trainer(cfg).fit(resume=True)
+    a, b = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
+    assert len(b) == 4
+    for ra, rb in zip(a, b):
+        ra["train"].pop("time_s"), rb["train"].pop("time_s")
+        assert ra == rb
+    full.pop("wall_time_s"), resumed.pop("wall_time_s")
+    assert full == resumed
+
+
+def test_plugin_state_round_trips_through_checkpoint(tmp_path):
+    rec = Recorder()
+    cfg = make_cfg("train.epochs=2", out=tmp_path / "r")
+    Trainer(cfg, plugins=[rec]).fit()
+    rec2 = Recorder()
+    t = Trainer(cfg.override(["train.epochs=3"]), plugins=[rec2])
+    t.fit(resume=True)
+    assert rec2.counter == rec.counter + rec.counter // 2  # restored, then one more epoch
+    assert rec2.events[0] == "on_fit_start" and rec2.events[1] == "on_epoch_start:2"
+
+
+class NaNAt(Plugin):
+    name = "nan"
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def compute_loss(self, t, batch, out, losses):
+        if t.epoch == self.epoch:
+            losses["fused"] = losses["fused"] * float("nan")
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = make_cfg("train.epochs=3", out=tmp_path / "r")
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1 step 0.*fused=nan.*last\.pt.*after epoch 0"):
+        Trainer(cfg, plugins=[NaNAt(1)]).fit()
+    ckpt = torch.load(tmp_path / "r" / "last.pt", weights_only=False)
+    assert ckpt["epoch"] == 1  # the state after epoch 0, untouched
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values() if v.is_floating_point())
+
+
+def test_non_finite_loss_checked_per_epoch_mode(tmp_path):
+    cfg = make_cfg("train.epochs=2", "train.check_finite=epoch", out=tmp_path / "r")
+    with pytest.raises(NonFiniteLossError, match="epoch 0"):
+        Trainer(cfg, plugins=[NaNAt(0)]).fit()
+
+
+def test_best_checkpoint_selected_on_validation(tmp_path):
+    s = Trainer(make_cfg("train.epochs=3", "eval.probe=true", out=tmp_path / "r")).fit()
+    lines = _metrics(tmp_path / "r")
+    val = [l["val"]["acc"] for l in lines]
+    assert s["best_epoch"] == max(range(3), key=lambda i: (val[i], -i))
+    assert math.isclose(s["val"]["acc"], val[s["best_epoch"]], abs_tol=1e-6)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    for split in ("val", "test"):
+        assert set(summary[split]) >= {"acc", "macro_f1", "map", "modality_acc"}
+        assert set(summary[split]["modality_acc"]) == {"a", "b"}
+    assert set(summary["probe"]["a"]) == {"trained", "floor"}
+    assert 0 <= summary["probe"]["b"]["floor"] <= 1
+    assert summary["wall_time_s"] > 0 and (tmp_path / "r" / "best.pt").exists()
+
+
+def test_incompatible_plugins_fail_at_start():
+    class Step(Plugin):
+        overrides_step = True
+
+    a, b = Step(), Step()
+    a.name, b.name = "x", "y"
+    with pytest.raises(IncompatiblePluginsError, match="'x' and 'y' both replace the training step"):
+        check_plugins([a, b])
+
+    class Paired(Plugin):
+        name = "paired"
+        requires_paired_batches = True
+
+    class Sizes(Plugin):
+        name = "sizes"
+        replaces = "batcher"
+
+    with pytest.raises(IncompatiblePluginsError, match="'paired' needs strictly paired batches"):
+        check_plugins([Paired(), Sizes()])
+    with pytest.raises(IncompatiblePluginsError, match="stacked twice"):
+        check_plugins(build_plugins(make_cfg("method=joint+joint")))
+
+
+def test_unimodal_cannot_be_stacked():
+    with pytest.raises(IncompatiblePluginsError, match="unimodal"):
+        Trainer(make_cfg("method=unimodal+joint-aux"))
+
+
+def test_unimodal_trains_one_modality(tmp_path):
+    s = Trainer(make_cfg("method=unimodal", "method_args.unimodal.modality=b", out=tmp_path / "r")).fit()
+    assert s["modalities"] == ["b"] and set(s["test"]["modality_acc"]) == {"b"}
+    assert s["test"]["acc"] == pytest.approx(s["test"]["modality_acc"]["b"])
+
+
+def test_method_args_are_validated():
+    from mmbalance.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no option 'modalty'.*Did you mean 'modality'"):
+        build_plugins(make_cfg("method=unimodal", "method_args.unimodal.modalty=a"))
+    with pytest.raises(ConfigError, match="not in method"):
+        build_plugins(make_cfg("method=joint", "method_args.unimodal.modality=a"))
+
+
+def test_sampler_is_deterministic_resumable_and_shards():
+    order, batcher = RandomOrder(10, seed=3), FixedBatcher(3)
+    s = EpochBatchSampler(order, batcher)
+    s.set_epoch(1)
+    full = [list(b) for b in s]
+    assert sorted(i for b in full for i in b) == list(range(10)) and len(full) == len(s) == 4
+    s.set_epoch(1)
+    assert [list(b) for b in s] == full  # same epoch -> same order
+    s.set_epoch(2)
+    assert [list(b) for b in s] != full
+    # resume in the middle of epoch 1
+    s2 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3))
+    s2.load_state_dict({"epoch": 1, "position": 2, "order": {}, "batcher": {}})
+    assert [list(b) for b in s2] == full[2:]
+    # two ranks see disjoint batches covering the epoch
+    r0 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3), rank=0, world_size=2)
+    r1 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3), rank=1, world_size=2)
+    r0.set_epoch(1), r1.set_epoch(1)
+    assert [list(b) for b in r0] == [full[0], full[2]] and [list(b) for b in r1] == [full[1], full[3]]
+
+
+def test_bf16_autocast_runs_on_cpu(tmp_path):
+    s = Trainer(make_cfg("train.precision=bf16", "train.epochs=1")).fit()
+    assert 0 <= s["test"]["acc"] <= 1
