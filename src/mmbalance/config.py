@@ -29,6 +29,7 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     num_workers: int = 0  #: DataLoader workers (0: load in the main process)
+    resident: bool = False  #: keep in-memory datasets on the training device (GPU: no host copies per step)
     options: Dict[str, Any] = field(default_factory=dict)  #: extra dataset-specific keyword arguments
 
 
@@ -62,6 +63,7 @@ class TrainConfig:
     device: str = "auto"  #: auto | cpu | cuda | cuda:N
     precision: str = "fp32"  #: fp32 | bf16 (autocast; CUDA and CPU)
     channels_last: bool = False  #: memory format for conv encoders on CUDA
+    compile: str = "none"  #: none | default | reduce-overhead (CUDA graphs) — torch.compile of the model
     deterministic: bool = True  #: deterministic algorithms where torch has them
     drop_last: bool = False
     fused_loss_weight: float = 1.0  #: weight of CE on the fused logits

@@ -122,6 +122,12 @@ class MultimodalDataset(Dataset):
     def input_shape(self, modality: str) -> tuple:
         return tuple(self.inputs[modality].shape[1:])
 
+    def to(self, device) -> "MultimodalDataset":
+        """Move every tensor to ``device`` in place (``data.resident``: batches are then indexed on it)."""
+        self.inputs = {m: x.to(device) for m, x in self.inputs.items()}
+        self.labels = self.labels.to(device)
+        return self
+
 
 def _as_tensor(x, what: str) -> torch.Tensor:
     if isinstance(x, torch.Tensor):
@@ -157,7 +163,7 @@ class BatchDataset(Dataset):
         return self.__getitems__(IndexBatch([i]))
 
     def __getitems__(self, batch):
-        idx = torch.as_tensor(list(batch), dtype=torch.long)
+        idx = torch.as_tensor(list(batch), dtype=torch.long, device=getattr(self.source.labels, "device", None))
         sizes = getattr(batch, "sizes", None) or {}
         inputs = {}
         for m in self.modalities:

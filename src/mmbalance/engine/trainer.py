@@ -55,6 +55,13 @@ class Trainer:
         self._set_determinism()
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
+        if cfg.data.resident:
+            for name in ("train", "val", "test"):
+                src = self.splits[name]
+                if not hasattr(src, "to"):
+                    raise ValueError(f"data.resident=true but the {name} source ({type(src).__name__}) cannot "
+                                     f"be moved to a device; use a cached/in-memory dataset")
+                src.to(self.device)
         train = self.splits.train
         self.modalities: List[str] = list(train.modalities)
         self.active_modalities: List[str] = list(self.modalities)
@@ -74,6 +81,12 @@ class Trainer:
         if cfg.train.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.initial_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        self._model_call = self.model
+        if cfg.train.compile != "none":
+            mode = None if cfg.train.compile == "default" else cfg.train.compile
+            self._model_call = torch.compile(self.model, mode=mode)
+        # per-sample randomness of batch transforms (GPU augmentation), seeded and saved for exact resume
+        self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 12345)
 
         uni = cfg.train.unimodal_loss_weight
         self.unimodal_loss_weight = float(uni) if uni is not None else (
@@ -166,7 +179,7 @@ class Trainer:
 
     def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True) -> ModelOutput:
         with self.autocast():
-            return self.model({m: x for m, x in inputs.items() if m in self.active_modalities}, fuse=fuse)
+            return self._model_call({m: x for m, x in inputs.items() if m in self.active_modalities}, fuse=fuse)
 
     def compute_losses(self, batch, out: ModelOutput) -> Dict[str, torch.Tensor]:
         """The base objective: fused CE on the paired part + (optionally) per-modality CE on each
@@ -229,14 +242,15 @@ class Trainer:
         source = self.splits[split]
         return DataLoader(BatchDataset(source, modalities or self.active_modalities), batch_sampler=batch_sampler,
                           collate_fn=passthrough_collate, num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda")
+                          pin_memory=self.device.type == "cuda" and not self.cfg.data.resident)
 
     def eval_loader(self, split: str, modalities: Optional[List[str]] = None) -> DataLoader:
         n = len(self.splits[split])
         sampler = EpochBatchSampler(SequentialOrder(n), FixedBatcher(self.cfg.eval.batch_size))
         return self.loader(split, sampler, modalities)
 
-    def to_device(self, batch):
+    def to_device(self, batch, split: str = "train", train: bool = True):
+        """Move a batch to the device and apply the source's batch transform (e.g. GPU augmentation)."""
         nb = self.device.type == "cuda"
         cl = self.cfg.train.channels_last and self.device.type == "cuda"
         inputs = {}
@@ -245,6 +259,9 @@ class Trainer:
                 inputs[m] = None
                 continue
             x = x.to(self.device, non_blocking=nb)
+            transform = getattr(self.splits[split], "batch_transform", None)
+            if transform is not None:
+                x = transform(m, x, train, self.aug_generator)
             if cl and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             inputs[m] = x
@@ -288,7 +305,7 @@ class Trainer:
         self._set_source_mode(split, False)
         ys, fused, logits, feats, preds = [], [], {}, {}, []
         for batch in self.eval_loader(split, modalities):
-            batch = self.to_device(batch)
+            batch = self.to_device(batch, split, train=False)
             out = self.forward(batch["inputs"])
             ys.append(batch["y"])
             if out.fused is not None:
@@ -449,6 +466,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": rng_state(),
+            "aug_rng": self.aug_generator.get_state(),
             "train_order": {"class": type(self.train_order).__name__, "state": self.train_order.state_dict()},
             "batcher": {"class": type(self.batcher).__name__, "state": self.batcher.state_dict()},
             "plugins": {p.name: p.state_dict() for p in self.plugins},
@@ -482,6 +500,8 @@ class Trainer:
         if type(self.batcher).__name__ == state["batcher"]["class"]:
             self.batcher.load_state_dict(state["batcher"]["state"])
         set_rng_state(state["rng"])
+        if "aug_rng" in state:
+            self.aug_generator.set_state(state["aug_rng"])
 
     # ================================================================== outputs
     def _rewrite_jsonl(self):

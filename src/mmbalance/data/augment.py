@@ -1,0 +1,100 @@
+"""Batched image augmentation in torch, on whatever device the batch lives (GPU: no per-sample Python).
+
+:class:`BatchImageAugment` does the papers' visual pipeline on a whole batch at once: uint8 -> float,
+RandomResizedCrop + horizontal flip (training) or Resize (evaluation), then mean/std normalisation.
+Per-sample randomness comes from a seeded ``torch.Generator``, so runs are reproducible.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def random_resized_crop_params(n: int, height: int, width: int, scale: Tuple[float, float] = (0.08, 1.0),
+                               ratio: Tuple[float, float] = (3 / 4, 4 / 3),
+                               generator: Optional[torch.Generator] = None, device="cpu"):
+    """Per-sample crop boxes ``(cy, cx, h, w)`` as fractions of the image, RandomResizedCrop-style.
+
+    Vectorised rejection sampling: 10 proposals per sample, the first valid one is kept, and samples
+    without a valid proposal fall back to the central crop with the ratio clamped (as torchvision does).
+    """
+    tries = 10
+    area = height * width
+    u = torch.rand(n, tries, 4, generator=generator, device=device)
+    target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    log_r = math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u[..., 1]
+    ar = torch.exp(log_r)
+    w = torch.sqrt(target * ar).round()
+    h = torch.sqrt(target / ar).round()
+    ok = (w > 0) & (h > 0) & (w <= width) & (h <= height)
+    first = torch.where(ok.any(1), ok.float().argmax(1), torch.full((n,), -1, device=device))
+    idx = first.clamp_min(0)
+    rows = torch.arange(n, device=device)
+    w_s, h_s = w[rows, idx], h[rows, idx]
+    y0 = (u[rows, idx, 2] * (height - h_s + 1)).floor().clamp(0, None)
+    x0 = (u[rows, idx, 3] * (width - w_s + 1)).floor().clamp(0, None)
+    # fallback: whole image, ratio clamped
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fh, fw = height, round(height * ratio[1])
+    else:
+        fw, fh = width, height
+    bad = first < 0
+    w_s = torch.where(bad, torch.full_like(w_s, fw), w_s)
+    h_s = torch.where(bad, torch.full_like(h_s, fh), h_s)
+    y0 = torch.where(bad, torch.full_like(y0, (height - fh) // 2), y0)
+    x0 = torch.where(bad, torch.full_like(x0, (width - fw) // 2), x0)
+    return (y0 + h_s / 2) / height, (x0 + w_s / 2) / width, h_s / height, w_s / width
+
+
+class BatchImageAugment:
+    """The papers' frame transform for a batch ``[B, C, H, W]`` or ``[B, T, C, H, W]`` (uint8 or float).
+
+    Training: RandomResizedCrop(size, scale) + horizontal flip with probability ``flip_p``; each frame of a
+    clip gets its own crop (as per-frame torchvision transforms do). Evaluation: Resize(size).
+    ``mean``/``std`` None skips normalisation.
+    """
+
+    def __init__(self, size: int = 224, scale: Tuple[float, float] = (0.08, 1.0), flip_p: float = 0.5,
+                 ratio: Tuple[float, float] = (3 / 4, 4 / 3), mean: Optional[Sequence[float]] = IMAGENET_MEAN, std: Optional[Sequence[float]] = IMAGENET_STD):
+        self.size, self.scale, self.flip_p, self.ratio = int(size), scale, flip_p, ratio
+        self.mean, self.std = mean, std
+
+    def __call__(self, x: torch.Tensor, train: bool, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        frames = x.dim() == 5
+        if frames:
+            b, t = x.shape[:2]
+            x = x.reshape(b * t, *x.shape[2:])
+        if x.dtype == torch.uint8:
+            x = x.float().div_(255.0)
+        else:
+            x = x.float()
+        n, c, h, w = x.shape
+        if train:
+            cy, cx, sh, sw = random_resized_crop_params(n, h, w, self.scale, self.ratio, generator=generator,
+                                                        device=x.device)
+            flip = torch.rand(n, generator=generator, device=x.device) < self.flip_p
+            theta = torch.zeros(n, 2, 3, device=x.device)
+            theta[:, 0, 0] = sw * torch.where(flip, -1.0, 1.0)
+            theta[:, 0, 2] = cx * 2 - 1
+            theta[:, 1, 1] = sh
+            theta[:, 1, 2] = cy * 2 - 1
+            grid = F.affine_grid(theta, (n, c, self.size, self.size), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        elif (h, w) != (self.size, self.size):
+            x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            x = (x - mean[:, :c]) / std[:, :c]
+        if frames:
+            x = x.reshape(b, t, *x.shape[1:])
+        return x

@@ -1,0 +1,48 @@
+import torch
+
+from mmbalance.data.augment import BatchImageAugment, random_resized_crop_params
+
+from conftest import make_cfg
+
+
+def test_crop_params_within_bounds_and_seeded():
+    g = torch.Generator().manual_seed(0)
+    cy, cx, h, w = random_resized_crop_params(500, 40, 60, generator=g)
+    assert ((h > 0) & (h <= 1) & (w > 0) & (w <= 1)).all()
+    assert ((cy - h / 2 >= -1e-6) & (cy + h / 2 <= 1 + 1e-6) & (cx - w / 2 >= -1e-6) & (cx + w / 2 <= 1 + 1e-6)).all()
+    area = h * w
+    assert 0.07 <= area.min() and area.max() <= 1 + 1e-6  # sides are rounded to pixels, as in torchvision
+    g2 = torch.Generator().manual_seed(0)
+    assert torch.equal(cy, random_resized_crop_params(500, 40, 60, generator=g2)[0])
+
+
+def test_full_crop_with_flip_is_a_mirror_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    aug = BatchImageAugment(size=8, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=1.0, mean=None)
+    y = aug(x, train=True, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(y, x.flip(-1), atol=1e-4)
+    no_flip = BatchImageAugment(size=8, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.0, mean=None)
+    assert torch.allclose(no_flip(x, True, torch.Generator().manual_seed(1)), x, atol=1e-4)
+
+
+def test_eval_resizes_uint8_frames_and_normalises():
+    x = torch.randint(0, 256, (2, 3, 3, 20, 30), dtype=torch.uint8)  # [B, T, C, H, W]
+    y = BatchImageAugment(size=16)(x, train=False)
+    assert y.shape == (2, 3, 3, 16, 16) and y.dtype == torch.float32
+    assert -3 < y.mean() < 3
+
+
+def test_training_transform_is_random_per_sample_but_reproducible():
+    x = torch.rand(4, 3, 32, 32)
+    aug = BatchImageAugment(size=16, mean=None)
+    a = aug(x, True, torch.Generator().manual_seed(5))
+    b = aug(x, True, torch.Generator().manual_seed(5))
+    c = aug(x, True, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_resident_data_trains(tmp_path):
+    from mmbalance import Trainer
+
+    s = Trainer(make_cfg("data.resident=true", "train.epochs=1")).fit()
+    assert 0 <= s["test"]["acc"] <= 1
