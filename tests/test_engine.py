@@ -229,11 +229,21 @@ def test_sampler_is_deterministic_resumable_and_shards():
     s2 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3))
     s2.load_state_dict({"epoch": 1, "position": 2, "order": {}, "batcher": {}})
     assert [list(b) for b in s2] == full[2:]
-    # two ranks see disjoint batches covering the epoch
+    # two ranks split every global batch between them
     r0 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3), rank=0, world_size=2)
     r1 = EpochBatchSampler(RandomOrder(10, seed=3), FixedBatcher(3), rank=1, world_size=2)
     r0.set_epoch(1), r1.set_epoch(1)
-    assert [list(b) for b in r0] == [full[0], full[2]] and [list(b) for b in r1] == [full[1], full[3]]
+    assert [list(b) for b in r0] == [b[0::2] for b in full] and [list(b) for b in r1] == [b[1::2] for b in full]
+
+
+def test_sharding_keeps_nested_batches_nested():
+    from mmbalance.data import IndexBatch
+    from mmbalance.engine.samplers import shard_batch
+
+    b = IndexBatch(list(range(10)), sizes={"a": 10, "b": 5})
+    r0, r1 = shard_batch(b, 0, 2), shard_batch(b, 1, 2)
+    assert list(r0) == [0, 2, 4, 6, 8] and r0.sizes == {"a": 5, "b": 3}  # b uses 0, 2, 4
+    assert list(r1) == [1, 3, 5, 7, 9] and r1.sizes == {"a": 5, "b": 2}  # b uses 1, 3
 
 
 def test_bf16_autocast_runs_on_cpu(tmp_path):

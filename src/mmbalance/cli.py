@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -67,13 +68,40 @@ def config_from_args(args, method: str | None = None, seed: int | None = None, o
 def cmd_train(args) -> int:
     from .engine import Trainer
 
+    if args.devices and args.devices > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_torchrun(args.devices)
+
     cfg = config_from_args(args, method=args.method, seed=args.seed, out=args.out)
     if cfg.out is None:
         raise SystemExit("error: --out RUN_FOLDER is required")
     summary = Trainer(cfg).fit(resume=args.resume)
+    if not summary:  # a non-zero DDP rank: rank 0 reports
+        return 0
     print(format_summary(summary))
     print(f"run folder: {cfg.out}")
     return 0
+
+
+def _launch_torchrun(n: int) -> int:
+    """Re-run this command under ``torchrun --standalone --nproc_per_node n`` (one machine)."""
+    import subprocess
+
+    argv = sys.argv[1:]
+    clean, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--devices":
+            skip = True
+            continue
+        if a.startswith("--devices="):
+            continue
+        clean.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "mmbalance"] + clean
+    print("launching:", " ".join(cmd), file=sys.stderr)
+    return subprocess.call(cmd)
 
 
 def format_summary(s: dict) -> str:
@@ -135,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (config, metrics.jsonl, summary.json, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--devices", type=int, help="train with DDP on N processes of this machine (wraps torchrun)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", help="evaluate a run's checkpoint")

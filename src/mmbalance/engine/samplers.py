@@ -6,8 +6,9 @@
   (:class:`FixedBatcher` by default; DUS replaces it with per-modality sizes).
 
 :class:`EpochBatchSampler` combines them into a ``torch.utils.data`` batch sampler with
-``set_epoch`` and a saved position, and shards batches across DDP ranks (rank r takes batches
-r, r + world, ...), so the same code runs under ``torchrun``.
+``set_epoch`` and a saved position. Under DDP every rank computes the same global batches and keeps
+its share of each (:func:`shard_batch`: rank r takes positions r, r + W, ...), so ``train.batch_size``
+is the global batch and a W-rank run follows the same data as a 1-rank run.
 """
 from __future__ import annotations
 
@@ -88,6 +89,21 @@ class FixedBatcher(Batcher):
         return num_indices // self.batch_size if self.drop_last else -(-num_indices // self.batch_size)
 
 
+def shard_batch(batch: IndexBatch, rank: int, world_size: int) -> IndexBatch:
+    """Rank ``rank``'s share of a global batch: every ``world_size``-th index starting at ``rank``.
+
+    Interleaving keeps a nested batch nested: modality m's samples are the global first ``n_m``, so on
+    each rank they are again a prefix, of length ``ceil((n_m - rank) / world_size)``.
+    """
+    if world_size == 1:
+        return batch
+    idx = list(batch)[rank::world_size]
+    sizes = None
+    if batch.sizes:
+        sizes = {m: max(0, -(-(n - rank) // world_size)) for m, n in batch.sizes.items()}
+    return IndexBatch(idx, sizes)
+
+
 class EpochBatchSampler(Sampler):
     """Batch sampler = order + batcher, with ``set_epoch``, resumable position and rank sharding."""
 
@@ -105,21 +121,15 @@ class EpochBatchSampler(Sampler):
 
     def __iter__(self):
         order = self.order.indices(self.epoch)
-        k = 0
         for b, batch in enumerate(self.batcher.batches(order, self.epoch)):
-            if b % self.world_size != self.rank:
+            if b < self.position:
                 continue
-            if k < self.position:
-                k += 1
-                continue
-            k += 1
-            self.position = k
-            yield batch
+            self.position = b + 1
+            yield shard_batch(batch, self.rank, self.world_size)
         self.position = 0
 
     def __len__(self) -> int:
-        n = len(self.order.indices(self.epoch))
-        return -(-self.batcher.num_batches(n) // self.world_size)
+        return self.batcher.num_batches(len(self.order.indices(self.epoch)))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "order": self.order.state_dict(),

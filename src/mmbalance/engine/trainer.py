@@ -51,7 +51,12 @@ class Trainer:
 
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
+        self.rank, self.world_size, local_rank = _init_distributed(cfg.train.device)
+        self.is_main = self.rank == 0
         self.device = resolve_device(cfg.train.device)
+        if self.device.type == "cuda" and self.world_size > 1:
+            self.device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(self.device)
         self._set_determinism()
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
@@ -70,8 +75,6 @@ class Trainer:
         check_plugins(self.plugins)
         order = {id(p): i for i, p in enumerate(self.plugins)}
         self.plugins.sort(key=lambda p: (p.priority, order[id(p)]))
-        self.rank, self.world_size = _dist_info()
-        self.is_main = self.rank == 0
 
         shapes = {m: sample_shape(train, m) for m in self.modalities}
         self.model = build_model(cfg.model, shapes, self.num_classes)
@@ -81,10 +84,19 @@ class Trainer:
         if cfg.train.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.initial_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        self._model_call = self.model
+        self._model_call = self._eval_call = self.model
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            # unused parameters occur legitimately (a modality with no samples on a rank, unimodal runs)
+            ddp = DistributedDataParallel(
+                _DictOutput(self.model), device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=True)
+            self._model_call = lambda inputs, fuse=True: ModelOutput(**ddp(inputs, fuse=fuse))
         if cfg.train.compile != "none":
             mode = None if cfg.train.compile == "default" else cfg.train.compile
-            self._model_call = torch.compile(self.model, mode=mode)
+            self._model_call = torch.compile(self._model_call, mode=mode)
+            self._eval_call = torch.compile(self.model, mode=mode) if self.world_size > 1 else self._model_call
         # per-sample randomness of batch transforms (GPU augmentation), seeded and saved for exact resume
         self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 12345)
 
@@ -178,8 +190,19 @@ class Trainer:
         return contextlib.nullcontext()
 
     def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True) -> ModelOutput:
+        # evaluation bypasses DDP: no collectives, so any rank (or rank 0 alone) may evaluate
+        call = self._model_call if self.model.training else self._eval_call
         with self.autocast():
-            return self._model_call({m: x for m, x in inputs.items() if m in self.active_modalities}, fuse=fuse)
+            return call({m: x for m, x in inputs.items() if m in self.active_modalities}, fuse=fuse)
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "mean") -> torch.Tensor:
+        """Sum or mean of ``tensor`` over DDP ranks (identity in a single process). Plug-ins use it so that
+        statistics that steer training (scores, ratios, batch sizes) are the same on every rank."""
+        if self.world_size == 1:
+            return tensor
+        t = tensor.detach().clone()
+        torch.distributed.all_reduce(t)
+        return t / self.world_size if op == "mean" else t
 
     def compute_losses(self, batch, out: ModelOutput) -> Dict[str, torch.Tensor]:
         """The base objective: fused CE on the paired part + (optionally) per-modality CE on each
@@ -292,8 +315,12 @@ class Trainer:
             self.global_step += 1
         if not self.check_finite_every_step and bool(self._nonfinite):
             self._raise_nonfinite(f"epoch {epoch} (checked per epoch)", {k: v / max(steps, 1) for k, v in sums.items()})
+        if self.world_size > 1 and sums:
+            keys = sorted(sums)
+            reduced = self.all_reduce(torch.stack([sums[k].float() for k in keys]))
+            sums = dict(zip(keys, reduced))
         stats = {f"loss_{k}" if k != "total" else "loss": float(v) / max(steps, 1) for k, v in sums.items()}
-        stats.update(steps=steps, samples=samples)
+        stats.update(steps=steps, samples=samples * self.world_size)
         return stats
 
     @torch.no_grad()
@@ -352,13 +379,14 @@ class Trainer:
     # ================================================================== fit
     def fit(self, resume: bool = False) -> Dict[str, Any]:
         """Train for ``train.epochs`` epochs (continuing from ``last.pt`` if ``resume``) and summarise."""
-        if self.out is not None and self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            if resume and (self.out / "last.pt").exists():
+        if self.out is not None:
+            if resume and (self.out / "last.pt").exists():  # every rank loads the same state
                 self.load_state(load_checkpoint(self.out / "last.pt"))
                 self.resumed = True
-            atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
-            self._rewrite_jsonl()
+            if self.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+                self._rewrite_jsonl()
         t0 = time.time() - self.wall_time
         self.call("on_fit_start")
         epochs = self.cfg.train.epochs
@@ -393,6 +421,8 @@ class Trainer:
                     m: f"{a:.2f}" for m, a in record["val"]["modality_acc"].items()})
         self.call("on_fit_end")
         self.wall_time = time.time() - t0
+        if not self.is_main:  # rank 0 evaluates the best checkpoint and writes the summary
+            return {}
         summary = self.summarize()
         if self._writer is not None:
             self._writer.close()
@@ -406,9 +436,10 @@ class Trainer:
         if score > self.best["score"]:
             self.best = {"epoch": epoch, "score": score}
             state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-            if self.out is not None and self.is_main:
-                atomic_torch_save({"model": state, "epoch": epoch, "score": score, "select_on": split},
-                                  self.out / "best.pt")
+            if self.out is not None:
+                if self.is_main:
+                    atomic_torch_save({"model": state, "epoch": epoch, "score": score, "select_on": split},
+                                      self.out / "best.pt")
             else:
                 self.best_state = state
 
@@ -525,6 +556,18 @@ class Trainer:
             self._writer.flush()
 
 
+class _DictOutput(torch.nn.Module):
+    """DDP finds the tensors of a forward's output only in dicts/lists: return ModelOutput as a dict."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs, fuse=True):
+        out = self.model(inputs, fuse=fuse)
+        return {"features": out.features, "logits": out.logits, "fused": out.fused, "n_pair": out.n_pair}
+
+
 def _public(m: Dict[str, Any]) -> Dict[str, Any]:
     return {k: m[k] for k in ("acc", "macro_f1", "map", "modality_acc", "loss")}
 
@@ -546,10 +589,19 @@ def _to_list(values: list) -> list:
     return [float(v) if isinstance(v, (int, float)) else v for v in values]
 
 
-def _dist_info():
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+def _init_distributed(device: str):
+    """(rank, world_size, local_rank); initialises the process group under ``torchrun`` if needed."""
+    import os
+
+    dist = torch.distributed
+    if not dist.is_available():
+        return 0, 1, 0
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        use_nccl = device != "cpu" and torch.cuda.is_available()
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+    return 0, 1, 0
 
 
 def _progress(it, enabled: bool, **kw):
