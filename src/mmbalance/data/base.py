@@ -49,11 +49,16 @@ class MultimodalDataset(Dataset):
         class_names: Optional[List[str]] = None,
         name: str = "arrays",
         check: bool = True,
+        transforms: Optional[Dict[str, object]] = None,
     ):
         if len(inputs) < 1:
             raise DataError(f"dataset {name!r}: no modalities given")
         self.name = name
-        self.inputs = {m: _as_tensor(x, f"{name}/{m}").float() for m, x in inputs.items()}
+        # compact dtypes (uint8 frames, float16 spectrograms) stay compact; a batch transform expands them
+        self.inputs = {m: _compact(_as_tensor(x, f"{name}/{m}")) for m, x in inputs.items()}
+        #: optional per-modality batch transform ``f(x, train, generator) -> Tensor`` (e.g. BatchImageAugment),
+        #: applied by the trainer on the training device
+        self.transforms = dict(transforms or {})
         self.labels = _as_tensor(labels, f"{name}/labels").long().reshape(-1)
         self.modalities = list(self.inputs)
         n = len(self.labels)
@@ -89,6 +94,12 @@ class MultimodalDataset(Dataset):
                     f"({int((~finite).sum())} bad samples in all)"
                 )
 
+    def batch_transform(self, modality: str, x: torch.Tensor, train: bool, generator=None) -> torch.Tensor:
+        t = self.transforms.get(modality)
+        if t is not None:
+            return t(x, train, generator)
+        return x if x.is_floating_point() and x.dtype == torch.float32 else x.float()
+
     def __len__(self) -> int:
         return len(self.labels)
 
@@ -110,6 +121,7 @@ class MultimodalDataset(Dataset):
             self.class_names,
             name or self.name,
             check=False,
+            transforms=self.transforms,
         )
 
     def select_modalities(self, modalities: Sequence[str]) -> "MultimodalDataset":
@@ -117,7 +129,7 @@ class MultimodalDataset(Dataset):
         if missing:
             raise DataError(f"dataset {self.name!r} has no modality {missing[0]!r}; it has {self.modalities}")
         return MultimodalDataset({m: self.inputs[m] for m in modalities}, self.labels, self.num_classes,
-                                 self.class_names, self.name, check=False)
+                                 self.class_names, self.name, check=False, transforms=self.transforms)
 
     def input_shape(self, modality: str) -> tuple:
         return tuple(self.inputs[modality].shape[1:])
@@ -127,6 +139,12 @@ class MultimodalDataset(Dataset):
         self.inputs = {m: x.to(device) for m, x in self.inputs.items()}
         self.labels = self.labels.to(device)
         return self
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    if t.dtype in (torch.uint8, torch.float16, torch.bfloat16, torch.float32):
+        return t
+    return t.float()
 
 
 def _as_tensor(x, what: str) -> torch.Tensor:
