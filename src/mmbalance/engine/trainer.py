@@ -394,15 +394,19 @@ class Trainer:
                         desc=f"{self.cfg.method} seed {self.cfg.train.seed}", initial=self.epoch, total=epochs)
         for epoch in bar:
             self.epoch = epoch
+            clock = _Clock(self.device)
             self.call("on_epoch_start", epoch)
             record: Dict[str, Any] = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            t_ep = time.time()
+            t_start = clock.lap()
             record["train"] = self.train_epoch(epoch)
-            record["train"]["time_s"] = time.time() - t_ep
+            t_train = clock.lap()
+            record["train"]["time_s"] = t_train
             record["val"] = self.evaluate("val")
             record["test"] = self.evaluate("test")
             self._select(epoch, record)  # before on_epoch_end: a plug-in may change weights there (D&R)
+            t_eval = clock.lap()
             self.call("on_epoch_end", epoch, record)
+            record["time"] = {"epoch_start": t_start, "train": t_train, "eval": t_eval, "epoch_end": clock.lap()}
             record["plugins"] = dict(self._epoch_scalars)
             if self._epoch_series:
                 record["steps"] = {k: _to_list(v) for k, v in self._epoch_series.items()}
@@ -554,6 +558,24 @@ class Trainer:
                 if isinstance(v, (int, float)) and k != "epoch":
                     self._writer.add_scalar(k, v, record["epoch"])
             self._writer.flush()
+
+
+class _Clock:
+    """Wall-clock laps that include queued GPU work (synchronises only at lap boundaries, once per phase)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.t = self._now()
+
+    def _now(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self) -> float:
+        now = self._now()
+        dt, self.t = now - self.t, now
+        return dt
 
 
 class _DictOutput(torch.nn.Module):

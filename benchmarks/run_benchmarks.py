@@ -1,0 +1,233 @@
+"""Speed benchmark: the compute floor, `joint` through the full mmbalance pipeline, and each seed plug-in.
+
+One run on whatever device it finds; every number is a ratio measured in that same run.
+
+  (a) floor      model forward + backward + SGD step on tensors already on the device (same precision,
+                 same model, same batch size): the best any data pipeline can do
+  (b) joint      `joint` through the Trainer, from a CREMA-D-shaped dataset prepared on disk
+                 (uint8 frames + float16 spectrograms as .npy, memory-mapped, made resident on the device,
+                 augmented in batches on the device)
+  (c) plug-ins   diagnose-relearn (diagnosis cost amortised over H=20 epochs), bss-l, dus-h stacked on it
+  (ref) naive    a per-sample PIL decode + augment DataLoader over JPEG frames, as the official loops do
+
+CREMA-D shape: 6,698 clips x (2 frames 3x224x224 + a 1x257x188 log-spectrogram), 6 classes, two
+ResNet-18s from scratch, concat fusion, SGD, batch 64. On CPU the same benchmark runs with small sizes.
+
+    python benchmarks/run_benchmarks.py [--n 6698] [--epochs 3] [--compile] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mmbalance import Config, Trainer  # noqa: E402
+from mmbalance.data import MultimodalDataset, Splits  # noqa: E402
+from mmbalance.data.augment import BatchImageAugment  # noqa: E402
+from mmbalance.models import build_model  # noqa: E402
+from mmbalance.registry import METHODS  # noqa: E402
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_on_disk(root: Path, n: int, size: int, spec: tuple, classes: int = 6, seed: int = 0):
+    """CREMA-D-shaped prepared dataset: frames.npy uint8 [N,2,3,S,S], audio.npy float16 [N,1,F,T], labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % classes
+    rng.shuffle(labels)
+    frames = np.lib.format.open_memmap(root / "frames.npy", "w+", np.uint8, (n, 2, 3, size, size))
+    audio = np.lib.format.open_memmap(root / "audio.npy", "w+", np.float16, (n, 1) + spec)
+    chunk = 256
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        frames[s:e] = rng.integers(0, 256, size=(e - s, 2, 3, size, size), dtype=np.uint8)
+        audio[s:e] = (rng.standard_normal((e - s, 1) + spec) + labels[s:e, None, None, None] * 0.1).astype(np.float16)
+    frames.flush(), audio.flush()
+    np.save(root / "labels.npy", labels)
+
+
+def load_splits(root: Path, size: int, n_eval: int) -> Splits:
+    frames = torch.from_numpy(np.array(np.load(root / "frames.npy", mmap_mode="r")))
+    audio = torch.from_numpy(np.array(np.load(root / "audio.npy", mmap_mode="r")))
+    labels = torch.from_numpy(np.load(root / "labels.npy"))
+    tf = {"visual": BatchImageAugment(size)}
+    ds = MultimodalDataset({"audio": audio, "visual": frames}, labels, 6, name="cremad-shaped", check=False,
+                           transforms=tf)
+    ev = ds.subset(range(n_eval))
+    return Splits(ds, ev, ev)
+
+
+def base_cfg(args, dev) -> Config:
+    return Config().override([
+        "model.encoder=resnet18", "model.fusion=concat", f"train.batch_size={args.batch}", "train.drop_last=true",
+        "optim.name=sgd", "optim.lr=0.002", f"train.device={dev.type}", "data.resident=true",
+        f"train.precision={'bf16' if dev.type == 'cuda' else 'fp32'}",
+        f"train.channels_last={str(dev.type == 'cuda').lower()}", "train.deterministic=false",
+        "eval.probe=false", "log.tensorboard=false", "log.jsonl=false", "train.progress=false",
+        f"train.epochs={args.epochs}", f"train.compile={'reduce-overhead' if args.compile else 'none'}",
+    ])
+
+
+def floor(args, dev, shapes):
+    """(a) fwd + bwd + step on resident, already-augmented tensors: the compute floor."""
+    cfg = base_cfg(args, dev)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, shapes, 6).to(dev)
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    call = torch.compile(model, mode="reduce-overhead") if args.compile else model
+    opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9, weight_decay=1e-4)
+    b = args.batch
+    batches = [{"audio": torch.randn(b, *shapes["audio"], device=dev),
+                "visual": torch.randn(b, *shapes["visual"], device=dev)} for _ in range(4)]
+    y = torch.randint(0, 6, (b,), device=dev)
+    steps = args.n // b
+    ac = torch.autocast(dev.type, dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def run(k):
+        for i in range(k):
+            with ac:
+                out = call(batches[i % 4])
+                loss = torch.nn.functional.cross_entropy(out.fused.float(), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    run(min(steps, 10))  # warm-up (cuDNN autotune, compilation)
+    sync(dev)
+    t = time.perf_counter()
+    epochs = max(1, args.epochs - 1)
+    for _ in range(epochs):
+        run(steps)
+    sync(dev)
+    return (time.perf_counter() - t) / epochs
+
+
+def pipeline(args, dev, splits, method, extra=()):
+    """(b)/(c): a method through the Trainer; steady-state seconds per epoch (epoch 0 excluded)."""
+    cfg = base_cfg(args, dev).override([f"method={method}", *extra])
+    tr = Trainer(cfg, splits=splits)
+    tr.fit()
+    per_epoch = [h["time"]["epoch_start"] + h["time"]["train"] + h["time"]["epoch_end"] for h in tr.history[1:]]
+    return float(np.mean(per_epoch)), tr.history
+
+
+def naive_reference(args, n_clips: int, size: int, spec: tuple):
+    """Per-sample JPEG decode + PIL augmentation in DataLoader workers (the official loops' data path)."""
+    from PIL import Image
+
+    root = Path(tempfile.mkdtemp(prefix="mmb_naive_"))
+    rng = np.random.default_rng(0)
+    for i in range(n_clips):
+        d = root / f"clip{i:05d}"
+        d.mkdir()
+        for f in range(2):
+            Image.fromarray(rng.integers(0, 256, (256, 340, 3), dtype=np.uint8)).save(d / f"frame_{f:05d}.jpg", quality=90)
+        np.save(d / "audio.npy", rng.standard_normal((1,) + spec).astype(np.float32))
+
+    class PILDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return n_clips
+
+        def __getitem__(self, i):
+            d = root / f"clip{i:05d}"
+            frames = []
+            for f in range(2):
+                img = Image.open(d / f"frame_{f:05d}.jpg").convert("RGB")
+                w, h = img.size
+                s = rng.uniform(0.08, 1.0) * w * h
+                cw, ch = int(min(w, (s ** 0.5))), int(min(h, (s ** 0.5)))
+                x0, y0 = rng.integers(0, w - cw + 1), rng.integers(0, h - ch + 1)
+                img = img.crop((x0, y0, x0 + cw, y0 + ch)).resize((size, size), Image.BILINEAR)
+                if rng.random() < 0.5:
+                    img = img.transpose(Image.FLIP_LEFT_RIGHT)
+                t = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+                frames.append((t - 0.45) / 0.225)
+            return torch.stack(frames), torch.from_numpy(np.load(d / "audio.npy")), i % 6
+
+    workers = min(16, os.cpu_count() or 1)
+    dl = torch.utils.data.DataLoader(PILDataset(), batch_size=args.batch, num_workers=workers, shuffle=True)
+    t = time.perf_counter()
+    for _ in dl:
+        pass
+    dt = time.perf_counter() - t
+    return dt * args.n / n_clips, workers
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, help="training clips (default 6698 on GPU, 256 on CPU)")
+    p.add_argument("--size", type=int, help="frame size (224 on GPU, 32 on CPU)")
+    p.add_argument("--spec", type=int, nargs=2, help="spectrogram F T (257 188 on GPU, 64 48 on CPU)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first is warm-up)")
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--compile", action="store_true", help="torch.compile(mode='reduce-overhead') everywhere")
+    p.add_argument("--methods", default="diagnose-relearn,bss-l,dus-h")
+    p.add_argument("--naive-clips", type=int, default=None, help="clips for the naive PIL reference (0: skip)")
+    p.add_argument("--json", help="write the results here")
+    args = p.parse_args(argv)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    gpu = dev.type == "cuda"
+    args.n = args.n or (6698 if gpu else 256)
+    size = args.size or (224 if gpu else 32)
+    spec = tuple(args.spec) if args.spec else ((257, 188) if gpu else (64, 48))
+    if gpu:
+        torch.backends.cudnn.benchmark = True
+    name = torch.cuda.get_device_name(dev) if gpu else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {name}; torch {torch.__version__}; N={args.n} clips, frames 2x3x{size}x{size}, "
+          f"spectrogram 1x{spec[0]}x{spec[1]}, batch {args.batch}, compile={args.compile}")
+    root = Path(tempfile.mkdtemp(prefix="mmb_bench_"))
+    t = time.perf_counter()
+    make_on_disk(root, args.n, size, spec)
+    print(f"prepared on disk in {time.perf_counter() - t:.1f} s: {root}")
+    splits = load_splits(root, size, n_eval=min(512, args.n))
+    shapes = {"audio": (1,) + spec, "visual": (2, 3, size, size)}
+    res = {"device": name, "n": args.n, "size": size, "batch": args.batch, "compile": args.compile}
+    res["floor_s"] = floor(args, dev, shapes)
+    print(f"(a) compute floor              {res['floor_s']:.3f} s/epoch  {args.n / res['floor_s']:.0f} samples/s")
+    res["joint_s"], _ = pipeline(args, dev, splits, "joint")
+    print(f"(b) joint, full pipeline       {res['joint_s']:.3f} s/epoch  x{res['joint_s'] / res['floor_s']:.2f} floor")
+    res["methods"] = {}
+    for m in [m for m in args.methods.split(",") if m]:
+        if m not in METHODS:
+            print(f"(c) {m}: not registered, skipped")
+            continue
+        extra = []
+        if m == "diagnose-relearn":
+            extra = ["method_args.diagnose-relearn.reinit_every=1", "method_args.diagnose-relearn.max_reinit=100"]
+        sec, hist = pipeline(args, dev, splits, m, extra)
+        entry = {"s_per_epoch": sec, "vs_joint": sec / res["joint_s"], "vs_floor": sec / res["floor_s"]}
+        if m == "diagnose-relearn":  # a diagnosis every epoch here; the default is one per H=20 epochs
+            diag = float(np.mean([h["time"]["epoch_end"] for h in hist[1:]]))
+            amort = (sec - diag + diag / 20) / res["joint_s"]
+            entry.update(diagnosis_s=diag, amortised_vs_joint_H20=amort)
+            print(f"(c) {m:26s} diagnosis {diag:.3f} s = {diag / res['joint_s']:.2f} joint epochs; "
+                  f"amortised over H=20: x{amort:.3f} joint")
+        else:
+            print(f"(c) {m:26s} {sec:.3f} s/epoch  x{entry['vs_joint']:.3f} joint  x{entry['vs_floor']:.2f} floor")
+        res["methods"][m] = entry
+    naive = args.naive_clips if args.naive_clips is not None else (1024 if gpu else 64)
+    if naive:
+        sec, workers = naive_reference(args, naive, size, spec)
+        res["naive_data_only_s"] = sec
+        print(f"(ref) naive per-sample PIL loader, data only ({workers} workers), extrapolated: {sec:.2f} s/epoch "
+              f"= x{sec / res['floor_s']:.2f} floor")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2))
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,13 @@
+"""The speed benchmark runs end to end on CPU with tiny sizes (a smoke test: no timing is asserted)."""
+import importlib.util
+from pathlib import Path
+
+
+def test_benchmark_runs_on_cpu_tiny():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "run_benchmarks.py"
+    spec = importlib.util.spec_from_file_location("run_benchmarks", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    res = mod.main(["--n", "32", "--size", "16", "--spec", "16", "12", "--batch", "16", "--epochs", "2",
+                    "--methods", "", "--naive-clips", "0"])
+    assert res["floor_s"] > 0 and res["joint_s"] > 0
