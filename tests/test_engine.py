@@ -250,3 +250,14 @@ def test_sharding_keeps_nested_batches_nested():
 def test_bf16_autocast_runs_on_cpu(tmp_path):
     s = Trainer(make_cfg("train.precision=bf16", "train.epochs=1")).fit()
     assert 0 <= s["test"]["acc"] <= 1
+
+
+def test_monitor_heads_learn_without_touching_encoders_or_fusion():
+    on = Trainer(make_cfg("train.epochs=3", "train.monitor_heads=true"))
+    off = Trainer(make_cfg("train.epochs=3", "train.monitor_heads=false"))
+    s_on, s_off = on.fit(), off.fit()
+    for name, p in on.model.named_parameters():
+        if not name.startswith("heads."):
+            assert torch.equal(p, dict(off.model.named_parameters())[name]), name
+    # the heads learned: modality "a" is informative in `synthetic`
+    assert s_on["test"]["modality_acc"]["a"] > s_off["test"]["modality_acc"]["a"] + 0.2

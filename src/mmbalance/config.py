@@ -68,6 +68,9 @@ class TrainConfig:
     drop_last: bool = False
     fused_loss_weight: float = 1.0  #: weight of CE on the fused logits
     unimodal_loss_weight: Optional[float] = None  #: weight of per-modality CE; None: method decides (0 for joint)
+    #: when the method does not train the per-modality heads, train them on *detached* features so that
+    #: per-modality accuracy means something for every method (no gradient reaches encoders or fusion)
+    monitor_heads: bool = True
     check_finite: str = "auto"  #: step | epoch | auto (step on CPU, epoch on CUDA: no host sync per step)
     progress: bool = True  #: progress bar
     checkpoint_every: int = 1  #: write last.pt every N epochs

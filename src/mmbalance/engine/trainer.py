@@ -214,6 +214,11 @@ class Trainer:
         if self.unimodal_loss_weight > 0:
             for m, z in out.logits.items():
                 losses[f"uni_{m}"] = self.unimodal_loss_weight * F.cross_entropy(z.float(), y[: z.shape[0]])
+        elif self.cfg.train.monitor_heads:
+            for m, f in out.features.items():
+                with self.autocast():
+                    z = self.model.heads[m](f.detach())
+                losses[f"monitor_{m}"] = F.cross_entropy(z.float(), y[: z.shape[0]])
         return losses
 
     def backward_and_step(self, total: torch.Tensor, batch=None, out=None) -> None:
