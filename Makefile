@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: install
 	$(VENV)/bin/mmbalance compare --dataset av-digits --preset hard \
-	  --methods joint,joint-aux,diagnose-relearn,bss-l,dus-h,ogm-ge --seeds 0,1,2 --epochs 20 --out $(DEMO_OUT)
+	  --methods joint,joint-aux,diagnose-relearn,bss-l,dus-h,ogm-ge --seeds 0,1,2 --epochs 20 --threads 1 --out $(DEMO_OUT) \
+	  method_args.diagnose-relearn.reinit_every=5
 	$(VENV)/bin/mmbalance report $(DEMO_OUT)
 
 test: install

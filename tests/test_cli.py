@@ -43,3 +43,9 @@ def test_resume_flag_continues_a_run(tmp_path, capsys):
     assert main(base + ["--epochs", "3", "--resume"]) == 0
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(l)["epoch"] for l in lines] == [0, 1, 2]
+
+
+def test_overrides_between_options(tmp_path):
+    assert main(["train", "log.tensorboard=false", "--dataset", "synthetic", "eval.probe=false", "--epochs", "1",
+                 "--out", str(tmp_path / "r"), "train.progress=false"]) == 0
+    assert "tensorboard: false" in (tmp_path / "r" / "config.yaml").read_text()

@@ -197,7 +197,16 @@ def main(argv=None) -> int:
     from .engine.trainer import NonFiniteLossError
     from .registry import UnknownNameError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # KEY=VALUE overrides may sit between options (argparse stops a nargs="*" positional at the first option)
+    args, extra = parser.parse_known_args(argv)
+    stray = [a for a in extra if "=" not in a or a.startswith("-")]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides or []) + extra
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataError, UnknownNameError, IncompatiblePluginsError, NonFiniteLossError,

@@ -46,11 +46,14 @@ class Trainer:
     method registry.
     """
 
-    def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None):
+    def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None,
+                 on_epoch=None):
         from ..methods import build_plugins  # late import: methods import the engine
 
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
+        #: called with each epoch's record after it is written (progress displays, early stopping, ...)
+        self.on_epoch = on_epoch
         self.rank, self.world_size, local_rank = _init_distributed(cfg.train.device)
         self.is_main = self.rank == 0
         self.device = resolve_device(cfg.train.device)
@@ -422,6 +425,8 @@ class Trainer:
             self.epoch = epoch + 1
             self.wall_time = time.time() - t0
             self._write_epoch(record)
+            if self.on_epoch is not None:
+                self.on_epoch(record)
             if self.out is not None and self.is_main and (
                     self.epoch % self.cfg.train.checkpoint_every == 0 or self.epoch == epochs):
                 atomic_torch_save(self.state_dict(), self.out / "last.pt")
@@ -472,6 +477,9 @@ class Trainer:
             "val": _public(val),
             "test": _public(test),
             "probe": self.probe() if self.cfg.eval.probe else {},
+            # how the per-modality heads behind modality_acc were trained
+            "heads": ("trained" if self.unimodal_loss_weight > 0 else
+                      "monitor" if self.cfg.train.monitor_heads else "untrained"),
             "wall_time_s": round(self.wall_time, 3),
             "device": str(self.device),
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
