@@ -14,7 +14,7 @@ The AV-MNIST construction on data that can be had offline:
 Two presets share images, clips and pairing:
 
 * ``clean``: images as is; clips near the window centre (shift <= 50 ms) over a -40 dB white dither floor;
-* ``hard``: images + Gaussian pixel noise (sigma 0.5, clipped to [0, 1]); clips at a uniformly random position
+* ``hard``: images + Gaussian pixel noise (sigma 0.4, clipped to [0, 1]); clips at a uniformly random position
   in the window plus white noise at 0 dB SNR (relative to the clip's speech power).
 
 Audio features of each preset are standardised with one global mean/std (stored) and saved as float16.
@@ -82,7 +82,7 @@ SPEECH_RMS = 0.1  # RMS of the trimmed speech after normalisation
 DITHER_DB = -40.0  # white dither floor, relative to the speech power (both presets)
 CLEAN_MAX_SHIFT_S = 0.05  # clean: clip centred in the window, shifted by at most this
 HARD_SNR_DB = 0.0  # hard: white noise at this SNR; clip at a uniformly random position
-HARD_IMAGE_SIGMA = 0.5  # hard: Gaussian pixel noise (pixels in [0, 1]), then clipped to [0, 1]
+HARD_IMAGE_SIGMA = 0.4  # hard: Gaussian pixel noise (pixels in [0, 1]), then clipped to [0, 1]
 N_FFT, HOP_LENGTH, N_MELS = 512, 400, 32  # 32 ms window, 25 ms hop -> 33 frames for 0.8 s
 
 ESPEAK_SAMPLE_RATE = 22050

@@ -23,8 +23,8 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import numpy as np
 
@@ -44,9 +44,8 @@ AV_DIGITS_FILE = "av_digits.npz"
 MFEAT_FILE = "mfeat.npz"
 
 AV_DIGITS_PRESETS: dict[str, str] = {
-    "clean": "digit images as is; each paired with a clean synthesised spoken digit of the same class",
-    "hard": "digit images with Gaussian pixel noise; spoken digits with white noise at 0 dB SNR and a random "
-    "time shift",
+    "clean": "images as is; spoken digits near the window centre over a faint dither floor",
+    "hard": "images with Gaussian pixel noise; spoken digits at a random time shift in white noise at 0 dB SNR",
 }
 
 #: UCI Multiple Features views and their dimensions.
@@ -55,7 +54,7 @@ MFEAT_VIEW_DESCRIPTIONS: dict[str, str] = {
     "fou": "76 Fourier coefficients of the character shapes",
     "fac": "216 profile correlations",
     "kar": "64 Karhunen-Loeve coefficients",
-    "pix": "240 pixel averages in 2x3 windows (a 16x15 image)",
+    "pix": "240 pixel averages in 2x3 windows, a 16x15 image",
     "zer": "47 Zernike moments",
     "mor": "6 morphological features",
 }
@@ -152,8 +151,11 @@ def write_npz_deterministic(path: str | os.PathLike, arrays: Mapping[str, np.nda
     """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for key, array in arrays.items():
+            array = np.asarray(array)
+            if array.ndim and not array.flags.c_contiguous:
+                array = np.ascontiguousarray(array)
             buffer = io.BytesIO()
-            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            np.lib.format.write_array(buffer, array, allow_pickle=False)
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
@@ -208,7 +210,8 @@ def load_av_digits_arrays(preset: str = "clean", path: str | os.PathLike | None 
         f"AV-digits ({preset}): {n} scikit-learn 8x8 digit images (UCI optical digits) paired by class with "
         f"synthesised spoken digits (espeak-ng, {config['sample_rate']} Hz, {config['duration_s']} s) as "
         f"standardised log mel spectrograms [{audio.shape[2]} mels x {audio.shape[3]} frames]. "
-        f"{AV_DIGITS_PRESETS[preset]}."
+        f"Preset {preset}: {AV_DIGITS_PRESETS[preset]}"
+        + (f" (pixel sigma {config['hard_image_sigma']}, clipped to [0, 1])." if preset == "hard" else ".")
     )
     return {
         "inputs": {"image": image, "audio": audio},
@@ -260,7 +263,7 @@ def load_mfeat_arrays(
         raise EmbeddedDataError(f"embedded data file {file_path} lacks array {exc}") from exc
     description = (
         f"UCI Multiple Features (van Breukelen, Duin et al.): {len(labels)} handwritten digits, views "
-        + ", ".join(f"{v} ({MFEAT_VIEW_DESCRIPTIONS[v]})" for v in views)
+        + "; ".join(f"{v}: {MFEAT_VIEW_DESCRIPTIONS[v]}" for v in views)
         + "."
     )
     return {
