@@ -1,0 +1,175 @@
+"""MSLR -- Modality-Specific Learning Rates (Yao & Mihalcea, Findings of ACL 2022, "Modality-specific
+Learning Rates for Effective Multimodal Additive Late-fusion").
+
+Each modality's branch (its encoder and its head) trains with its own learning rate ``lr * r_m`` while the
+fused head keeps the base rate, so that a modality that learns fast cannot crowd out a slower one. The
+rates are either fixed (the paper's "keep" strategy: each modality keeps the rate that suits it) or
+adapted after every epoch from each modality's unimodal validation accuracy (the "dynamic" strategy).
+
+No official repository exists (spec section 4). The dynamic rule here follows the re-implementation in the
+AGM release (lihong2303/AGM ``run/CREMAD_main.py``, method ``MSLR``): keep the last ``window`` = 5 epochs'
+unimodal validation accuracies; once the window is full, ``r_m = r_m^0 * acc_m(t) / mean(previous window)``
+(a modality improving faster than its recent average gets a larger rate). That code multiplies the
+gradients of the modality's encoder and classifier by ``r_m`` (with initial ratios 0.9 audio / 1.1 visual on
+CREMA-D); here the same factor is applied as the learning rate of an optimizer parameter group, as the
+paper describes it. Tags: [PAPER] (from the spec's one-line summary), [AGM-CODE], [RECON].
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from ..engine.plugin import Plugin
+from ..registry import METHODS
+from .ogm_ge import option_error, require_score_source
+
+STRATEGIES = ("keep", "dynamic")
+
+
+# =============================================================================== the math
+def dynamic_ratio(acc: float, memory: List[float]) -> float:
+    """``acc / mean(memory)``; 1 when the memory is empty or its mean is 0 [AGM-CODE]."""
+    if not memory:
+        return 1.0
+    mean = sum(memory) / len(memory)
+    return acc / mean if mean > 0 else 1.0
+
+
+def param_groups(model, base_lr: float, ratios: Dict[str, float]) -> List[Dict[str, Any]]:
+    """One group per modality (encoder + head, ``lr = base_lr * r_m``), then one group with everything
+    else (fusion head, anything a plug-in added) at ``base_lr``. Each group carries its ``modality``."""
+    groups, seen = [], set()
+    for m, r in ratios.items():
+        ps = [p for p in list(model.encoders[m].parameters()) + list(model.heads[m].parameters()) if p.requires_grad]
+        seen.update(id(p) for p in ps)
+        groups.append({"params": ps, "lr": base_lr * r, "modality": m})
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
+    if rest:
+        groups.append({"params": rest, "lr": base_lr, "modality": None})
+    return groups
+
+
+# =============================================================================== the plug-in
+@METHODS.register("mslr")
+class MSLR(Plugin):
+    """MSLR: per-modality learning rates (encoder + head of modality m at ``lr * r_m``), fixed or adapted.
+
+    ``strategy="keep"``: the ratios stay at ``ratios``. ``strategy="dynamic"`` (default): after each epoch,
+    with ``acc_m`` the unimodal validation accuracy of modality m and ``M_m`` the previous ``window`` values,
+    ``r_m = ratios_m * acc_m / mean(M_m)`` once ``M_m`` is full (before that ``r_m = ratios_m``); the group's
+    learning rate is rescaled by the change of ``r_m``. Because the rescale is multiplicative on the group's
+    current rate, the schedulers (StepLR, cosine with ``eta_min = 0``) keep acting on top of it. The training
+    objective is the base one (fused cross-entropy, as ``joint``).
+
+    Args:
+        ratios: initial rate multiplier per modality, a mapping ``{modality: r}`` (missing ones: 1.0), e.g.
+            ``method_args.mslr.ratios={audio: 0.9, image: 1.1}`` (the AGM release's CREMA-D values). Default
+            all 1.0.
+        strategy: ``keep`` or ``dynamic``. Default ``dynamic`` [AGM-CODE].
+        window: number of past epochs averaged by ``dynamic``. Default 5 [AGM-CODE].
+        score_from: unimodal accuracy used by ``dynamic``: ``fusion`` (each modality's additive share of the
+            fused head on the validation split; concat/sum fusion), ``heads`` (the per-modality heads;
+            needs ``train.unimodal_loss_weight > 0``) or ``auto`` (``heads`` when they are trained, else
+            ``fusion``). Default ``auto`` [RECON; the AGM release scores its Shapley mono-modal outputs].
+        min_ratio / max_ratio: bounds on ``r_m`` [RECON safety; the release has none]. Defaults 0.1 / 10.
+
+    Logged per modality: ``mslr/<m>/ratio`` (the multiplier in force for the next epoch), ``mslr/<m>/lr`` and
+    ``mslr/<m>/val_acc``. State (checkpointed): ratios in force and the accuracy memory.
+    """
+
+    def __init__(self, ratios: Optional[Dict[str, float]] = None, strategy: str = "dynamic", window: int = 5,
+                 score_from: str = "auto", min_ratio: float = 0.1, max_ratio: float = 10.0):
+        n = "mslr"
+        if ratios is not None:
+            if not isinstance(ratios, dict):
+                raise option_error(n, "ratios", "a mapping {modality: multiplier}", ratios)
+            for k, v in ratios.items():
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                    raise option_error(n, f"ratios.{k}", "a number > 0", v)
+        if strategy not in STRATEGIES:
+            raise option_error(n, "strategy", f"one of {', '.join(STRATEGIES)}", strategy)
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise option_error(n, "window", "an integer >= 1", window)
+        if score_from not in ("fusion", "heads", "auto"):
+            raise option_error(n, "score_from", "fusion, heads or auto", score_from)
+        for arg, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise option_error(n, arg, "a number > 0", v)
+        if min_ratio > max_ratio:
+            raise option_error(n, "min_ratio", f"<= max_ratio ({max_ratio})", min_ratio)
+        self.initial = {k: float(v) for k, v in (ratios or {}).items()}
+        self.strategy = strategy
+        self.window = window
+        self.score_from = score_from
+        self.min_ratio = float(min_ratio)
+        self.max_ratio = float(max_ratio)
+        # state
+        self.ratios: Dict[str, float] = {}
+        self.memory: Dict[str, List[float]] = {}
+
+    def configure_optimizer(self, trainer, model):
+        mods = [m for m in trainer.active_modalities if m in model.encoders]
+        unknown = [k for k in self.initial if k not in model.encoders]
+        if unknown:
+            raise ValueError(f"mslr: method_args.mslr.ratios names modality {unknown[0]!r}, but the modalities "
+                             f"are {list(model.encoders)}")
+        if not self.ratios:
+            self.ratios = {m: self.initial.get(m, 1.0) for m in mods}
+        self.memory = self.memory or {m: [] for m in mods}
+        return param_groups(model, trainer.cfg.optim.lr, self.ratios)
+
+    def on_fit_start(self, trainer) -> None:
+        if self.strategy == "dynamic":
+            if self.score_from == "auto":
+                self.score_from = "heads" if trainer.unimodal_loss_weight > 0 else "fusion"
+            self.score_from = require_score_source(trainer, self.name, self.score_from)
+        self._groups = {g["modality"]: g for g in trainer.optimizer.param_groups if g.get("modality")}
+        if set(self._groups) != set(self.ratios):
+            raise RuntimeError("mslr: the optimizer does not hold the per-modality parameter groups mslr created "
+                               "(another method set parameter groups?)")
+
+    def unimodal_val_accuracy(self, trainer, record) -> Dict[str, float]:
+        if self.score_from == "heads":
+            return {m: float(record["val"]["modality_acc"][m]) for m in self.ratios}
+        devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # evaluation loaders draw from the global RNG
+            r = trainer.collect("val", features=True)
+        with torch.no_grad():
+            fusion = trainer.model.fusion
+            feats = {m: f.to(trainer.device) for m, f in r["features"].items()}
+            shares = fusion.modality_logits(feats)
+        y = r["y"].to(trainer.device)
+        return {m: float((shares[m].argmax(1) == y).float().mean()) for m in self.ratios}
+
+    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+        if self.strategy == "dynamic":
+            acc = self.unimodal_val_accuracy(trainer, record)
+            for m, a in acc.items():
+                mem = self.memory[m]
+                if len(mem) >= self.window:
+                    new = self.initial.get(m, 1.0) * dynamic_ratio(a, mem)
+                    self.set_ratio(m, min(self.max_ratio, max(self.min_ratio, new)))
+                    mem.pop(0)
+                mem.append(a)
+                trainer.log(f"mslr/{m}/val_acc", a)
+        for m, r in self.ratios.items():
+            trainer.log(f"mslr/{m}/ratio", r)
+            trainer.log(f"mslr/{m}/lr", self._groups[m]["lr"])
+
+    def set_ratio(self, modality: str, ratio: float) -> None:
+        old = self.ratios[modality]
+        self._groups[modality]["lr"] *= ratio / old
+        self.ratios[modality] = ratio
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"ratios": dict(self.ratios), "memory": {m: list(v) for m, v in self.memory.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        # the optimizer's own state (restored by the trainer) already holds the rates in force
+        self.ratios = {m: float(v) for m, v in state["ratios"].items()}
+        self.memory = {m: [float(x) for x in v] for m, v in state["memory"].items()}
+
+
+__all__ = ["MSLR", "param_groups", "dynamic_ratio"]
