@@ -299,7 +299,8 @@ class Trainer:
         return {**batch, "inputs": inputs, "y": batch["y"].to(self.device, non_blocking=nb),
                 "index": batch["index"].to(self.device, non_blocking=nb)}
 
-    def _set_source_mode(self, split: str, train: bool):
+    def set_split_mode(self, split: str, train: bool):
+        """Switch a split's source between training and evaluation transforms (if it has them)."""
         src = self.splits[split]
         if hasattr(src, "set_train"):
             src.set_train(train)
@@ -307,7 +308,7 @@ class Trainer:
     # ================================================================== epochs
     def train_epoch(self, epoch: int) -> Dict[str, Any]:
         self.model.train()
-        self._set_source_mode("train", True)
+        self.set_split_mode("train", True)
         self.sampler = EpochBatchSampler(self.train_order, self.batcher, self.rank, self.world_size)
         self.sampler.set_epoch(epoch)
         sums: Dict[str, torch.Tensor] = {}
@@ -337,7 +338,7 @@ class Trainer:
         ``logits`` (per modality), ``fused`` and, if ``features``, ``features`` (per modality)."""
         was_training = self.model.training
         self.model.eval()
-        self._set_source_mode(split, False)
+        self.set_split_mode(split, False)
         ys, fused, logits, feats, preds = [], [], {}, {}, []
         for batch in self.eval_loader(split, modalities):
             batch = self.to_device(batch, split, train=False)

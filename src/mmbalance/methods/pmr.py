@@ -191,8 +191,7 @@ class PMR(Plugin):
         # DataLoader iterators draw from the global RNG: fork it so that prototypes do not shift training
         with torch.random.fork_rng(devices=devices):
             trainer.model.eval()
-            if hasattr(trainer, "_set_source_mode"):
-                trainer._set_source_mode("train", False)
+            trainer.set_split_mode("train", False)
             for batch in trainer.loader("train", sampler, self._mods):
                 batch = trainer.to_device(batch, "train", train=False)
                 out = trainer.forward(batch["inputs"], fuse=False)
