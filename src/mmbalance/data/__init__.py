@@ -3,6 +3,7 @@ from ..config import DataConfig
 from ..registry import DATASETS
 from .base import BatchDataset, DataError, IndexBatch, MultimodalDataset, Splits, split_in_memory
 from . import builtin  # noqa: F401  (registers datasets)
+from . import papers  # noqa: F401  (registers the paper datasets)
 
 
 def build_splits(cfg: DataConfig) -> Splits:
