@@ -1,0 +1,327 @@
+"""D&R -- Diagnosing & Re-learning (Wei, Li, Feng, Hu; ECCV 2024; arXiv 2407.09705).
+
+Every ``H`` epochs, each modality's *learning state* is diagnosed from the separability of its encoder's
+representation space: k-means (k = number of classes) on the pooled features of the training set and
+of the held-out validation set, clustering purity on each, and the gap ``g_k = |P_train - P_val|``.
+A large gap (well learnt / over-fitted) leads to a strong *soft re-initialisation* of that encoder
+towards its own initial weights, ``theta <- (1 - alpha_k) theta + alpha_k theta_init`` with
+``alpha_k = tanh(lambda * g_k)``; a scarcely informative modality (low purity on both sets, small gap)
+is barely touched, so it is not forced to memorise noise. Training itself is plain joint training
+(cross-entropy on the fused logits, like ``joint``); the method only acts at epoch ends, so it stacks
+with ``+`` on any loss- or gradient-level method (``joint-aux+diagnose-relearn``,
+``ogm-ge+diagnose-relearn``).
+
+Spec: ``shared/spec/methods.md`` section 1. Tags: [PAPER] the paper, [CODE] the official release
+(GeWu-Lab/Diagnosing_Relearning_ECCV2024), [RECON] our choice where neither says.
+"""
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..diagnostics.purity import BACKENDS, clustering_purity, resolve_backend
+from ..engine.plugin import Plugin
+from ..registry import METHODS
+
+EMBEDDINGS_FILE = "diagnose_relearn_embeddings.npz"
+
+
+# ====================================================================== the math, as plain functions
+def reinit_strength(gap: float, lambda_: float) -> float:
+    """``alpha = tanh(lambda * gap)`` [PAPER]; in [0, 1) for gap >= 0."""
+    return math.tanh(float(lambda_) * float(gap))
+
+
+def encoder_init_params(initial_state: Dict[str, torch.Tensor], encoder: nn.Module,
+                        modality: str) -> Dict[str, torch.Tensor]:
+    """The initial value of every *parameter* of ``encoder`` (no buffers), from a full-model state dict
+    whose encoder entries are named ``encoders.<modality>.<name>``; CPU copies."""
+    prefix = f"encoders.{modality}."
+    params = {}
+    for name, p in encoder.named_parameters():
+        key = prefix + name
+        if key not in initial_state:
+            raise KeyError(f"diagnose-relearn: the initial model state has no entry {key!r}; the encoder of "
+                           f"modality {modality!r} was changed after the model was built")
+        v = initial_state[key]
+        if tuple(v.shape) != tuple(p.shape):
+            raise ValueError(f"diagnose-relearn: initial {key!r} has shape {tuple(v.shape)}, the encoder "
+                             f"parameter has {tuple(p.shape)}")
+        params[name] = v.detach().to("cpu", copy=True)
+    return params
+
+
+@torch.no_grad()
+def soft_reinit_(encoder: nn.Module, init_params: Dict[str, torch.Tensor], alpha: float,
+                 optimizer: Optional[torch.optim.Optimizer] = None, reset_optimizer_state: bool = False) -> int:
+    """In place: every parameter ``w`` of ``encoder`` becomes ``(1 - alpha) * w + alpha * w_init`` [PAPER].
+
+    Buffers (BN running statistics) are left alone [CODE]. With ``reset_optimizer_state`` the optimizer
+    state of each re-initialised tensor (SGD momentum, Adam moments and step) is dropped, so the
+    optimizer treats it as new [RECON]. Returns the number of tensors changed.
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"diagnose-relearn: re-initialisation strength must be in [0, 1], got {alpha}")
+    changed = 0
+    for name, p in encoder.named_parameters():
+        if name not in init_params:
+            raise KeyError(f"diagnose-relearn: no initial value stored for encoder parameter {name!r}")
+        if alpha == 0.0:
+            continue
+        p.mul_(1.0 - alpha).add_(init_params[name].to(device=p.device, dtype=p.dtype), alpha=alpha)
+        changed += 1
+        if reset_optimizer_state and optimizer is not None:
+            optimizer.state.pop(p, None)
+    return changed
+
+
+# ====================================================================== the plug-in
+@METHODS.register("diagnose-relearn")
+class DiagnoseRelearn(Plugin):
+    """D&R: diagnose each modality by its train/val clustering-purity gap, softly re-initialise its encoder.
+
+    Diagnosis runs in ``on_epoch_end`` after epoch index ``e`` (0-based) when ``e > 0`` and
+    ``e % reinit_every == 0``, at most ``max_reinit`` times [CODE] (defaults: after epochs 20, 40, 60).
+    The validation split V is the run's own ``val`` split (``data.val_fraction``), which is also the
+    split the best checkpoint is selected on. Training uses the fused cross-entropy only (as ``joint``).
+
+    Args:
+        lambda_: slope ``lambda`` in ``alpha_k = tanh(lambda * g_k)``; larger = stronger re-initialisation
+            for the same purity gap. Default 3.0 [CODE ``--move_lambda 3``; BalanceBenchmark].
+        reinit_every: ``H``, epochs between diagnoses. Default 20 [CODE ``--reinit_epoch 20``;
+            BalanceBenchmark uses 15].
+        max_reinit: cap on the number of re-initialisations (0: diagnose never re-initialises).
+            Default 3 [CODE ``--reinit_num 3``; BalanceBenchmark 2].
+        n_init: k-means restarts (best inertia kept). Default 10 [RECON: scikit-learn's default before
+            1.4, which the release relied on implicitly; 1.4+ defaults to a single run].
+        kmeans_seed: k-means seed (``random_state``). Default 0 [CODE].
+        kmeans_max_iter: Lloyd iterations per restart. Default 300 [CODE: scikit-learn default].
+        scale: min-max scale every feature dimension to [-1, 1] before k-means, fitted separately on
+            each set and modality. Default True [CODE ``MinMaxScaler(feature_range=(-1, 1))``].
+        kmeans_backend: ``"auto"`` (torch k-means on the training device if it is CUDA, scikit-learn on
+            CPU), ``"torch"`` or ``"sklearn"`` [RECON; the release uses scikit-learn].
+        reset_optimizer_state: also drop the optimizer state (momentum / Adam moments) of every
+            re-initialised tensor. Default False [CODE: the release keeps momentum].
+        monitor_every: also diagnose (without re-initialising) after every epoch ``e`` with
+            ``e % monitor_every == 0``, to log the purity-gap curve of the paper's Fig. 3; 0 = only at
+            re-initialisation epochs. Default 0 [RECON]. Diagnosis never touches the global RNG, so
+            monitoring does not change training.
+        embedding_samples: how many validation samples (fixed, seeded subset) to store before and after
+            each re-initialisation and at the end of training in ``<run>/diagnose_relearn_embeddings.npz``
+            for the embedding plot; 0 disables. Only written when the run has an output folder.
+            Default 500 [RECON].
+        fixed_alpha: ablation only: re-initialise every modality with this strength instead of its
+            diagnosed ``alpha`` (the diagnosis still runs and is logged; ``dr/<m>/alpha`` then shows the
+            applied value). ``None`` (default) = the method.
+
+    Logged at each diagnosis (``metrics.jsonl`` ``plugins`` and TensorBoard), per modality ``m``:
+    ``dr/<m>/purity_train``, ``dr/<m>/purity_val``, ``dr/<m>/gap``, ``dr/<m>/alpha`` (the strength
+    applied, or that would be applied on a monitoring-only epoch); plus ``dr/reinit`` (1 if the encoders
+    were re-initialised this epoch), ``dr/n_reinit`` and ``dr/diagnose_time_s``.
+    """
+
+    priority = 80  # at epoch end, after plug-ins that read the trained weights
+
+    def __init__(self, lambda_: float = 3.0, reinit_every: int = 20, max_reinit: int = 3, n_init: int = 10,
+                 kmeans_seed: int = 0, kmeans_max_iter: int = 300, scale: bool = True,
+                 kmeans_backend: str = "auto", reset_optimizer_state: bool = False, monitor_every: int = 0,
+                 embedding_samples: int = 500, fixed_alpha: Optional[float] = None):
+        opt = "method_args.diagnose-relearn."
+
+        def need(ok: bool, arg: str, what: str, got):
+            if not ok:
+                raise ValueError(f"diagnose-relearn: {opt}{arg} must be {what}, got {got!r}")
+
+        need(isinstance(lambda_, (int, float)) and lambda_ >= 0 and math.isfinite(lambda_), "lambda_",
+             "a number >= 0", lambda_)
+        for arg, v, lo in (("reinit_every", reinit_every, 1), ("max_reinit", max_reinit, 0), ("n_init", n_init, 1),
+                           ("kmeans_max_iter", kmeans_max_iter, 1), ("monitor_every", monitor_every, 0),
+                           ("embedding_samples", embedding_samples, 0)):
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, arg, f"an integer >= {lo}", v)
+        need(isinstance(kmeans_seed, int) and not isinstance(kmeans_seed, bool), "kmeans_seed", "an integer",
+             kmeans_seed)
+        need(kmeans_backend in BACKENDS, "kmeans_backend", f"one of {', '.join(BACKENDS)}", kmeans_backend)
+        need(isinstance(scale, bool), "scale", "true or false", scale)
+        need(fixed_alpha is None or (isinstance(fixed_alpha, (int, float)) and not isinstance(fixed_alpha, bool)
+                                     and 0 <= fixed_alpha <= 1), "fixed_alpha", "null or a number in [0, 1]",
+             fixed_alpha)
+        need(isinstance(reset_optimizer_state, bool), "reset_optimizer_state", "true or false",
+             reset_optimizer_state)
+        self.lambda_ = float(lambda_)
+        self.reinit_every = reinit_every
+        self.max_reinit = max_reinit
+        self.n_init = n_init
+        self.kmeans_seed = kmeans_seed
+        self.kmeans_max_iter = kmeans_max_iter
+        self.scale = scale
+        self.kmeans_backend = kmeans_backend
+        self.reset_optimizer_state = reset_optimizer_state
+        self.monitor_every = monitor_every
+        self.embedding_samples = embedding_samples
+        self.fixed_alpha = None if fixed_alpha is None else float(fixed_alpha)
+        # state (saved in checkpoints)
+        self.n_reinit = 0
+        self.init_params: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
+        self.history: List[Dict[str, Any]] = []
+        # not state: rebuilt from the run folder on resume
+        self._embeddings: Dict[str, np.ndarray] = {}
+
+    # ------------------------------------------------------------------ schedule
+    def reinit_due(self, epoch: int) -> bool:
+        return epoch > 0 and epoch % self.reinit_every == 0 and self.n_reinit < self.max_reinit
+
+    def monitor_due(self, epoch: int) -> bool:
+        return self.monitor_every > 0 and epoch % self.monitor_every == 0
+
+    # ------------------------------------------------------------------ events
+    def on_fit_start(self, trainer) -> None:
+        mods = self._modalities(trainer)
+        if self.init_params is None:
+            self.init_params = {m: encoder_init_params(trainer.initial_state, trainer.model.encoders[m], m)
+                                for m in mods}
+        else:  # restored from a checkpoint: must still match the model
+            for m in mods:
+                if m not in self.init_params:
+                    raise ValueError(f"diagnose-relearn: the checkpoint has no initial weights for modality {m!r}")
+                names = {n for n, _ in trainer.model.encoders[m].named_parameters()}
+                if names != set(self.init_params[m]):
+                    raise ValueError(f"diagnose-relearn: stored initial weights of modality {m!r} do not match "
+                                     f"its encoder's parameters")
+        k = trainer.num_classes
+        for split in ("train", "val"):
+            n = len(trainer.splits[split])
+            if n < k:
+                raise ValueError(f"diagnose-relearn: the {split} split has {n} samples, fewer than the {k} "
+                                 f"k-means clusters; raise data.val_fraction (D&R needs a held-out val split)")
+        self._embeddings = {}
+        if trainer.resumed and trainer.out is not None and (trainer.out / EMBEDDINGS_FILE).exists():
+            with np.load(trainer.out / EMBEDDINGS_FILE) as z:
+                # a previous fit's "final" snapshot and anything after the checkpoint's epoch are stale
+                self._embeddings = {key: z[key] for key in z.files
+                                    if "__final__" not in key and _snapshot_epoch(key) < trainer.epoch}
+
+    def on_epoch_end(self, trainer, epoch: int, record: Dict[str, Any]) -> None:
+        reinit = self.reinit_due(epoch)
+        if not (reinit or self.monitor_due(epoch)):
+            return
+        t0 = time.time()
+        # Feature extraction creates DataLoader iterators, which draw from the global RNG; fork it so
+        # that diagnosing leaves the training trajectory exactly as it would be without it.
+        with torch.random.fork_rng(devices=_rng_devices(trainer.device)):
+            stats, val_feats = self.diagnose(trainer)
+            if reinit:
+                self.relearn(trainer, {m: s["alpha"] for m, s in stats.items()})
+                self.n_reinit += 1
+                if self._embedding_on(trainer):
+                    self._snapshot(trainer, "before", epoch, val_feats)
+                    after, _ = trainer.extract_features("val", modalities=list(stats))
+                    self._snapshot(trainer, "after", epoch, after)
+                    self._write_embeddings(trainer)
+        dt = time.time() - t0
+        for m, s in stats.items():
+            for key in ("purity_train", "purity_val", "gap", "alpha"):
+                trainer.log(f"dr/{m}/{key}", s[key])
+        trainer.log("dr/reinit", 1.0 if reinit else 0.0)
+        trainer.log("dr/n_reinit", float(self.n_reinit))
+        trainer.log("dr/diagnose_time_s", dt)
+        self.history.append({"epoch": epoch, "reinit": reinit, "modalities": stats})
+
+    def on_fit_end(self, trainer) -> None:
+        if self._embedding_on(trainer) and self._embeddings:
+            with torch.random.fork_rng(devices=_rng_devices(trainer.device)):
+                feats, _ = trainer.extract_features("val", modalities=self._modalities(trainer))
+            self._snapshot(trainer, "final", trainer.epoch - 1, feats)
+            self._write_embeddings(trainer)
+
+    # ------------------------------------------------------------------ diagnose + re-learn
+    def diagnose(self, trainer):
+        """Purity of each modality's train and val features, gap and alpha. Returns (stats, val features)."""
+        mods = self._modalities(trainer)
+        tr, y_tr = trainer.extract_features("train", modalities=mods)
+        va, y_va = trainer.extract_features("val", modalities=mods)
+        backend = resolve_backend(self.kmeans_backend, trainer.device)
+        dev = trainer.device if backend == "torch" else torch.device("cpu")
+        stats = {}
+        for m in mods:
+            p = [clustering_purity(f[m].to(dev), y, k=trainer.num_classes, n_init=self.n_init, seed=self.kmeans_seed,
+                                   scale=self.scale, backend=backend, max_iter=self.kmeans_max_iter)
+                 for f, y in ((tr, y_tr), (va, y_va))]
+            gap = abs(p[0] - p[1])
+            alpha = reinit_strength(gap, self.lambda_) if self.fixed_alpha is None else self.fixed_alpha
+            stats[m] = {"purity_train": p[0], "purity_val": p[1], "gap": gap, "alpha": alpha}
+        return stats, va
+
+    def relearn(self, trainer, alphas: Dict[str, float]) -> None:
+        """Softly re-initialise each modality's encoder with its own strength."""
+        if self.init_params is None:
+            raise RuntimeError("diagnose-relearn: relearn() before on_fit_start(): no initial weights stored")
+        for m, a in alphas.items():
+            soft_reinit_(trainer.model.encoders[m], self.init_params[m], a, trainer.optimizer,
+                         self.reset_optimizer_state)
+
+    # ------------------------------------------------------------------ embeddings for the plot
+    def _embedding_on(self, trainer) -> bool:
+        return self.embedding_samples > 0 and trainer.out is not None and getattr(trainer, "is_main", True)
+
+    def _subset(self, trainer) -> np.ndarray:
+        n = len(trainer.splits.val)
+        g = torch.Generator().manual_seed(self.kmeans_seed)
+        return torch.randperm(n, generator=g)[: min(n, self.embedding_samples)].sort().values.numpy()
+
+    def _snapshot(self, trainer, when: str, epoch: int, feats: Dict[str, torch.Tensor]) -> None:
+        idx = self._subset(trainer)
+        if "indices" not in self._embeddings:
+            self._embeddings["indices"] = idx
+            self._embeddings["labels"] = trainer.splits.val.labels[torch.as_tensor(idx)].numpy()
+        for m, f in feats.items():
+            self._embeddings[f"{m}__{when}__e{epoch}"] = f[torch.as_tensor(idx)].float().cpu().numpy()
+
+    def _write_embeddings(self, trainer) -> None:
+        from ..engine.checkpoint import atomic_write_bytes
+
+        arrays = dict(self._embeddings)
+        atomic_write_bytes(Path(trainer.out) / EMBEDDINGS_FILE, lambda f: np.savez(f, **arrays))
+
+    # ------------------------------------------------------------------ helpers / state
+    @staticmethod
+    def _modalities(trainer) -> List[str]:
+        return [m for m in trainer.active_modalities if m in trainer.model.encoders]
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"n_reinit": self.n_reinit, "history": list(self.history),
+                "init_params": None if self.init_params is None else
+                {m: {k: v.clone() for k, v in d.items()} for m, d in self.init_params.items()}}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.n_reinit = int(state["n_reinit"])
+        self.history = list(state.get("history", []))
+        ip = state.get("init_params")
+        self.init_params = None if ip is None else {m: {k: v.detach().cpu().clone() for k, v in d.items()}
+                                                    for m, d in ip.items()}
+
+
+def _rng_devices(device: torch.device) -> list:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return [device.index if device.index is not None else torch.cuda.current_device()]
+    return []
+
+
+def _snapshot_epoch(key: str) -> int:
+    """Epoch of an embeddings-file key ``<m>__<when>__e<epoch>``; -1 for the shared arrays."""
+    if "__e" not in key:
+        return -1
+    try:
+        return int(key.rsplit("__e", 1)[1])
+    except ValueError:
+        return -1
+
+
+__all__ = ["DiagnoseRelearn", "reinit_strength", "soft_reinit_", "encoder_init_params", "EMBEDDINGS_FILE"]
