@@ -49,6 +49,21 @@ class RandomOrder(EpochOrder):
         return torch.randperm(self.num_samples, generator=epoch_generator(self.seed, epoch))
 
 
+class IndexListOrder(EpochOrder):
+    """A fixed list of dataset indices, reshuffled every epoch with a seeded generator (or kept in order)."""
+
+    def __init__(self, indices, seed: int = 0, shuffle: bool = True, salt: int = 0):
+        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
+        super().__init__(len(indices), seed)
+        self.list = indices
+        self.shuffle, self.salt = shuffle, int(salt)
+
+    def indices(self, epoch: int) -> torch.Tensor:
+        if not self.shuffle:
+            return self.list.clone()
+        return self.list[torch.randperm(len(self.list), generator=epoch_generator(self.seed, epoch, self.salt))]
+
+
 class SequentialOrder(EpochOrder):
     """0..N-1 (evaluation)."""
 

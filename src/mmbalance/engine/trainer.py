@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import math
 import platform
@@ -22,7 +21,7 @@ from .checkpoint import (atomic_torch_save, atomic_write_json, atomic_write_text
                          seed_everything, set_rng_state)
 from .metrics import accuracy, classification_metrics
 from .plugin import Plugin, check_plugins
-from .samplers import EpochBatchSampler, FixedBatcher, RandomOrder, SequentialOrder
+from .samplers import EpochBatchSampler, FixedBatcher, IndexListOrder, RandomOrder, SequentialOrder
 
 
 class NonFiniteLossError(RuntimeError):
@@ -279,6 +278,20 @@ class Trainer:
         n = len(self.splits[split])
         sampler = EpochBatchSampler(SequentialOrder(n), FixedBatcher(self.cfg.eval.batch_size))
         return self.loader(split, sampler, modalities)
+
+    def iter_batches(self, split: str, indices=None, train: bool = False, modalities: Optional[List[str]] = None,
+                     batch_size: Optional[int] = None, shuffle: bool = False, epoch: int = 0, salt: int = 0):
+        """Device batches of ``split`` (optionally restricted to ``indices``), with training or evaluation
+        transforms; a seeded shuffle if ``shuffle``. For plug-ins' own passes (scoring, prototypes, probes)."""
+        self.set_split_mode(split, train)
+        if indices is None:
+            indices = torch.arange(len(self.splits[split]))
+        order = IndexListOrder(indices, self.cfg.train.seed, shuffle=shuffle, salt=salt)
+        bs = int(batch_size or (self.cfg.train.batch_size if train else self.cfg.eval.batch_size))
+        sampler = EpochBatchSampler(order, FixedBatcher(bs))
+        sampler.set_epoch(epoch)
+        for batch in self.loader(split, sampler, modalities):
+            yield self.to_device(batch, split, train=train)
 
     def to_device(self, batch, split: str = "train", train: bool = True):
         """Move a batch to the device and apply the source's batch transform (e.g. GPU augmentation)."""

@@ -30,13 +30,13 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Any, Dict, Iterator, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.plugin import IncompatiblePluginsError, Plugin
-from ..engine.samplers import EpochBatchSampler, EpochOrder, FixedBatcher, epoch_generator
+from ..engine.samplers import IndexListOrder
 from ..registry import METHODS
 
 FUSED = "fused"
@@ -87,36 +87,6 @@ def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> torc
 
 
 # =============================================================================== data helpers
-class IndexListOrder(EpochOrder):
-    """A fixed list of dataset indices, reshuffled every epoch with a seeded generator (or kept in order)."""
-
-    def __init__(self, indices: torch.Tensor, seed: int = 0, shuffle: bool = True, salt: int = 0):
-        indices = torch.as_tensor(indices, dtype=torch.long).cpu()
-        super().__init__(len(indices), seed)
-        self.list = indices
-        self.shuffle, self.salt = shuffle, int(salt)
-
-    def indices(self, epoch: int) -> torch.Tensor:
-        if not self.shuffle:
-            return self.list.clone()
-        return self.list[torch.randperm(len(self.list), generator=epoch_generator(self.seed, epoch, self.salt))]
-
-
-def iter_subset(trainer, split: str, indices: torch.Tensor, train: bool = False, modalities=None,
-                batch_size: Optional[int] = None, seed: int = 0, epoch: int = 0, salt: int = 0,
-                shuffle: bool = False) -> Iterator[Dict[str, Any]]:
-    """Device batches of ``split`` restricted to ``indices`` (training or evaluation transforms)."""
-    src = trainer.splits[split]
-    if hasattr(src, "set_train"):
-        src.set_train(train)
-    order = IndexListOrder(indices, seed, shuffle=shuffle, salt=salt)
-    bs = int(batch_size or (trainer.cfg.train.batch_size if train else trainer.cfg.eval.batch_size))
-    sampler = EpochBatchSampler(order, FixedBatcher(bs))
-    sampler.set_epoch(epoch)
-    for batch in trainer.loader(split, sampler, modalities):
-        yield trainer.to_device(batch, split, train=train)
-
-
 # =============================================================================== the plug-in
 @METHODS.register("gblending")
 class GBlending(Plugin):
@@ -247,7 +217,7 @@ class GBlending(Plugin):
     @torch.no_grad()
     def _mean_loss(self, trainer, model, head, mods, split, indices) -> float:
         total, count = 0.0, 0
-        for batch in iter_subset(trainer, split, indices, train=False, modalities=mods):
+        for batch in trainer.iter_batches(split, indices, train=False, modalities=mods):
             z = self._head_logits(trainer, model, head, batch["inputs"])
             total += float(F.cross_entropy(z, batch["y"][: z.shape[0]], reduction="sum"))
             count += z.shape[0]
@@ -278,8 +248,8 @@ class GBlending(Plugin):
             opt = torch.optim.AdamW(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
         model.train()
         for e in range(self.probe_epochs):
-            for batch in iter_subset(trainer, "train", self.train_part, train=True, modalities=mods,
-                                     seed=trainer.cfg.train.seed, epoch=epoch * 1000 + e, salt=salt, shuffle=True):
+            for batch in trainer.iter_batches("train", self.train_part, train=True, modalities=mods,
+                                              epoch=epoch * 1000 + e, salt=salt, shuffle=True):
                 z = self._head_logits(trainer, model, head, batch["inputs"])
                 loss = F.cross_entropy(z, batch["y"][: z.shape[0]])
                 opt.zero_grad(set_to_none=True)

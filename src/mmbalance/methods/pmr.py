@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.plugin import Plugin
-from ..engine.samplers import EpochBatchSampler, EpochOrder, FixedBatcher, epoch_generator
+from ..engine.samplers import epoch_generator
 from ..registry import METHODS
 from .ogm_ge import EpochMeans, check_window, in_window, option_error, reject_step_override
 
@@ -83,15 +83,6 @@ def prototype_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the prototype distribution, summed over the batch (as BB's PER term)."""
     logp = F.log_softmax(logits, dim=1)
     return -(logp.exp() * logp).sum()
-
-
-class _Indices(EpochOrder):
-    def __init__(self, idx: torch.Tensor):
-        super().__init__(len(idx))
-        self.idx = idx
-
-    def indices(self, epoch: int) -> torch.Tensor:
-        return self.idx
 
 
 # =============================================================================== the plug-in
@@ -183,7 +174,6 @@ class PMR(Plugin):
         n = len(trainer.splits.train)
         k = max(1, math.ceil(self.proto_fraction * n))
         idx = torch.randperm(n, generator=epoch_generator(trainer.cfg.train.seed, epoch, salt=0x9A7))[:k].sort().values
-        sampler = EpochBatchSampler(_Indices(idx), FixedBatcher(trainer.cfg.eval.batch_size))
         feats: Dict[str, list] = {m: [] for m in self._mods}
         labels = []
         was = trainer.model.training
@@ -191,9 +181,7 @@ class PMR(Plugin):
         # DataLoader iterators draw from the global RNG: fork it so that prototypes do not shift training
         with torch.random.fork_rng(devices=devices):
             trainer.model.eval()
-            trainer.set_split_mode("train", False)
-            for batch in trainer.loader("train", sampler, self._mods):
-                batch = trainer.to_device(batch, "train", train=False)
+            for batch in trainer.iter_batches("train", idx, train=False, modalities=self._mods):
                 out = trainer.forward(batch["inputs"], fuse=False)
                 labels.append(batch["y"])
                 for m in self._mods:

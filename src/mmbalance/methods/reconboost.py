@@ -33,7 +33,7 @@ for up to 1000 stages; BalanceBenchmark uses 1 + 1 (``T_epochs = 1``) [CODE].
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Set
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F

@@ -46,7 +46,6 @@ import torch.nn.functional as F
 from ..engine.plugin import IncompatiblePluginsError, Plugin
 from ..engine.samplers import EpochOrder, epoch_generator
 from ..registry import METHODS
-from .gblending import iter_subset
 
 
 # =============================================================================== pure math (tested by hand)
@@ -206,7 +205,7 @@ class SMV(Plugin):
         was = model.training
         model.eval()
         phis = []
-        for batch in iter_subset(trainer, "train", indices, train=False):
+        for batch in trainer.iter_batches("train", indices, train=False):
             out = trainer.forward(batch["inputs"], fuse=False)
             with trainer.autocast():
                 correct = fused_correct_by_subset(model.fusion, out.features, batch["y"], self.modalities)
