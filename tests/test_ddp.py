@@ -28,15 +28,20 @@ def _worker(rank, world, port, out, method):
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     from mmbalance import Trainer
 
-    Trainer(make_cfg(*OVERRIDES, f"method={method}", "train.device=cpu", out=out)).fit()
+    Trainer(make_cfg(*OVERRIDES, f"method={method}", *METHOD_ARGS.get(method, []), "train.device=cpu",
+                     out=out)).fit()
     torch.distributed.destroy_process_group()
 
 
-@pytest.mark.parametrize("method", ["joint", "joint-aux"])
+METHOD_ARGS = {"diagnose-relearn": ["method_args.diagnose-relearn.reinit_every=1"]}
+
+
+@pytest.mark.parametrize("method", ["joint", "joint-aux", "diagnose-relearn", "bss-l"])
 def test_two_rank_run_matches_one_rank(tmp_path, method):
     from mmbalance import Trainer
 
-    single = Trainer(make_cfg(*OVERRIDES, f"method={method}", out=tmp_path / "one")).fit()
+    single = Trainer(make_cfg(*OVERRIDES, f"method={method}", *METHOD_ARGS.get(method, []),
+                              out=tmp_path / "one")).fit()
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two"), method), nprocs=2, join=True)
     double = json.loads((tmp_path / "two" / "summary.json").read_text())
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=False)["model"]
