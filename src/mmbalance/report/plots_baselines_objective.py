@@ -9,28 +9,17 @@
 """
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 from typing import Dict, List
 
 import numpy as np
 
+from .plots import read_metrics as _records
+
 METHODS = ("gblending", "mla", "reconboost", "smv")
 
 
-def _records(run_dir: pathlib.Path) -> List[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a half-written last line of a run in progress
-                continue
-    return out
 
 
 def _series(records: List[dict], pattern: str) -> Dict[str, np.ndarray]:

@@ -8,27 +8,16 @@
 """
 from __future__ import annotations
 
-import json
 import pathlib
 from typing import List, Optional
 
 import numpy as np
 
+from .plots import read_metrics as _records
+
 METHODS = ("bss-h", "bss-l")
 
 
-def _records(run_dir: pathlib.Path) -> List[dict]:
-    path = pathlib.Path(run_dir) / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a half-written last line of a run in progress
-                continue
-    return out
 
 
 def series(records: List[dict], key: str):

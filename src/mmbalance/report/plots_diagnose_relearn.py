@@ -2,12 +2,13 @@
 representations before vs after every soft re-initialisation (2-D embedding)."""
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 from typing import Dict, List
 
 import numpy as np
+
+from .plots import read_metrics as _records
 
 METHODS = ("diagnose-relearn",)
 
@@ -15,19 +16,6 @@ _KEY = re.compile(r"^dr/(?P<m>.+)/(?P<what>purity_train|purity_val|gap|alpha)$")
 _SNAP = re.compile(r"^(?P<m>.+)__(?P<when>before|after|final)__e(?P<epoch>\d+)$")
 
 
-def _records(run_dir: pathlib.Path) -> List[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a half-written last line of a run in progress
-                continue
-    return out
 
 
 def _series(records: List[dict]):

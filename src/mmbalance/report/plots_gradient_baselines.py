@@ -5,11 +5,12 @@ target, PMR's prototype ratio and PCE weight, MSLR's learning-rate multipliers, 
 and conflict rate."""
 from __future__ import annotations
 
-import json
 import math
 import pathlib
 import re
 from typing import Dict, List
+
+from .plots import read_metrics as _records
 
 METHODS = ("ogm-ge", "agm", "pmr", "mslr", "mmpareto")
 PREFIXES = {"ogm": "OGM-GE", "agm": "AGM", "pmr": "PMR", "mslr": "MSLR", "mmpareto": "MMPareto"}
@@ -18,18 +19,6 @@ _KEY = re.compile(r"^(?P<p>ogm|agm|pmr|mslr|mmpareto)/(?P<m>[^/]+)/(?P<q>[^/]+)$
 _REF = {"ratio": 1.0, "coeff": 1.0, "target": 1.0, "cos": 0.0}
 
 
-def _records(run_dir: pathlib.Path) -> List[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a half-written last line of a run in progress
-                continue
-    return out
 
 
 def series(records: List[dict]) -> Dict[str, Dict[str, Dict[str, list]]]:

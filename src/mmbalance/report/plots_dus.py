@@ -1,0 +1,140 @@
+"""Plots for DUS runs (reconstructed method): per-modality batch size over training steps (the paper's
+Fig. 4) and the cumulative modality score ŝ per modality (Fig. 5), plus the discrepancy ρ and, for
+DUS-RL, the mean reward per epoch."""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+from typing import Dict, List, Tuple
+
+import numpy as np
+
+METHODS = ("dus-h", "dus-rl")
+
+_STEP = re.compile(r"^dus/(?P<what>n|s_hat)/(?P<m>.+)$")
+_EPOCH = re.compile(r"^dus/(?P<what>rho|mean_n)/(?P<m>.+)$")
+
+
+def _records(run_dir: pathlib.Path) -> List[dict]:
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a half-written last line of a run in progress
+                continue
+    return out
+
+
+def step_series(records: List[dict]) -> Tuple[Dict[str, Dict[str, np.ndarray]], List[int]]:
+    """``({what: {modality: values over all steps}}, [global step where each epoch starts])``."""
+    series: Dict[str, Dict[str, list]] = {}
+    starts, step = [], 0
+    for r in records:
+        starts.append(step)
+        steps = r.get("steps") or {}
+        length = 0
+        for k, v in steps.items():
+            mt = _STEP.match(k)
+            if mt:
+                series.setdefault(mt["what"], {}).setdefault(mt["m"], []).extend(float(x) for x in v)
+                length = max(length, len(v))
+        step += length
+    return {w: {m: np.asarray(v) for m, v in d.items()} for w, d in series.items()}, starts
+
+
+def _smooth(x: np.ndarray, k: int) -> np.ndarray:
+    if k <= 1 or len(x) < k:
+        return x
+    c = np.cumsum(np.insert(x, 0, 0.0))
+    head = c[1:k] / np.arange(1, k)
+    return np.concatenate([head, (c[k:] - c[:-k]) / k])
+
+
+def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir, out_dir = pathlib.Path(run_dir), pathlib.Path(out_dir)
+    records = _records(run_dir)
+    series, starts = step_series(records)
+    if not series.get("n"):
+        return []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    mods = list(series["n"])
+    colors = {m: f"C{i}" for i, m in enumerate(mods)}
+    total = len(next(iter(series["n"].values())))
+    k = max(1, total // 25)  # moving average over ~1/25 of the run keeps the trend readable
+    method = _method(run_dir)
+    written = []
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for m in mods:
+        x = series["n"][m]
+        ax.plot(x, color=colors[m], alpha=0.25, lw=0.8)
+        ax.plot(_smooth(x, k), color=colors[m], lw=2, label=f"{m} (mean {x.mean():.1f})")
+    _epoch_marks(ax, starts)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("samples per step n^(j)")
+    ax.set_title(f"{method}: per-modality batch size (thin: per step, thick: moving mean of {k})")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    p = out_dir / "dus_batch_sizes.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    written.append(p)
+
+    if series.get("s_hat"):
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        for m in mods:
+            if m in series["s_hat"]:
+                axes[0].plot(series["s_hat"][m], color=colors[m], lw=1.5, label=m)
+        _epoch_marks(axes[0], starts)
+        axes[0].set_xlabel("training step")
+        axes[0].set_ylabel("ŝ^(j)  (running score of the true class)")
+        axes[0].set_title("cumulative modality score")
+        axes[0].legend()
+        epochs = [r["epoch"] for r in records]
+        for m in mods:
+            rho = [(r.get("plugins") or {}).get(f"dus/rho/{m}") for r in records]
+            if any(v is not None for v in rho):
+                axes[1].plot(epochs, [np.nan if v is None else v for v in rho], "o-", color=colors[m], label=f"ρ {m}")
+        axes[1].axhline(1.0, color="grey", ls=":", lw=1)
+        reward = [(r.get("plugins") or {}).get("dus/reward") for r in records]
+        if any(v is not None for v in reward):
+            ax2 = axes[1].twinx()
+            ax2.plot(epochs, [np.nan if v is None else v for v in reward], "k--", lw=1, label="RL reward")
+            ax2.set_ylabel("mean reward (DUS-RL)")
+            ax2.legend(loc="lower right")
+        axes[1].set_xlabel("epoch")
+        axes[1].set_ylabel("discrepancy ρ^(j) at epoch end")
+        axes[1].set_title("discrepancy (ρ > 1: dominant)")
+        axes[1].legend(loc="upper left")
+        fig.suptitle(method)
+        fig.tight_layout()
+        p = out_dir / "dus_scores.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        written.append(p)
+    return written
+
+
+def _epoch_marks(ax, starts: List[int]) -> None:
+    for s in starts[1:]:
+        ax.axvline(s, color="grey", lw=0.5, alpha=0.4)
+
+
+def _method(run_dir: pathlib.Path) -> str:
+    summary = run_dir / "summary.json"
+    if summary.is_file():
+        try:
+            return json.loads(summary.read_text()).get("method", run_dir.name)
+        except json.JSONDecodeError:
+            pass
+    return run_dir.name
