@@ -10,24 +10,11 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .plots import read_metrics as _records
+
 METHODS = ("dus-h", "dus-rl")
 
 _STEP = re.compile(r"^dus/(?P<what>n|s_hat)/(?P<m>.+)$")
-_EPOCH = re.compile(r"^dus/(?P<what>rho|mean_n)/(?P<m>.+)$")
-
-
-def _records(run_dir: pathlib.Path) -> List[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a half-written last line of a run in progress
-                continue
-    return out
 
 
 def step_series(records: List[dict]) -> Tuple[Dict[str, Dict[str, np.ndarray]], List[int]]:
@@ -56,10 +43,7 @@ def _smooth(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot state: safe headless and in threads
 
     run_dir, out_dir = pathlib.Path(run_dir), pathlib.Path(out_dir)
     records = _records(run_dir)
@@ -74,7 +58,8 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
     method = _method(run_dir)
     written = []
 
-    fig, ax = plt.subplots(figsize=(8, 4))
+    fig = Figure(figsize=(8, 4))
+    ax = fig.add_subplot(111)
     for m in mods:
         x = series["n"][m]
         ax.plot(x, color=colors[m], alpha=0.25, lw=0.8)
@@ -87,11 +72,11 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
     fig.tight_layout()
     p = out_dir / "dus_batch_sizes.png"
     fig.savefig(p, dpi=110)
-    plt.close(fig)
     written.append(p)
 
     if series.get("s_hat"):
-        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+        fig = Figure(figsize=(12, 4))
+        axes = fig.subplots(1, 2)
         for m in mods:
             if m in series["s_hat"]:
                 axes[0].plot(series["s_hat"][m], color=colors[m], lw=1.5, label=m)
@@ -120,7 +105,6 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
         fig.tight_layout()
         p = out_dir / "dus_scores.png"
         fig.savefig(p, dpi=110)
-        plt.close(fig)
         written.append(p)
     return written
 
