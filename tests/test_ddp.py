@@ -36,7 +36,7 @@ def _worker(rank, world, port, out, method):
 METHOD_ARGS = {"diagnose-relearn": ["method_args.diagnose-relearn.reinit_every=1"]}
 
 
-@pytest.mark.parametrize("method", ["joint", "joint-aux", "diagnose-relearn", "bss-l"])
+@pytest.mark.parametrize("method", ["joint", "joint-aux", "diagnose-relearn", "bss-l", "dus-h"])
 def test_two_rank_run_matches_one_rank(tmp_path, method):
     from mmbalance import Trainer
 

@@ -196,7 +196,12 @@ class BatchDataset(Dataset):
             else:
                 inputs[m] = torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if n_m else None
         y = self.source.labels.index_select(0, idx)
-        return {"inputs": inputs, "y": y, "index": idx, "sizes": {m: int(sizes.get(m, len(idx))) for m in self.modalities}}
+        out = {"inputs": inputs, "y": y, "index": idx, "sizes": {m: int(sizes.get(m, len(idx))) for m in self.modalities}}
+        global_n = getattr(batch, "global_n", None)
+        if global_n is not None:  # a DDP shard: sizes of the whole global batch
+            gs = getattr(batch, "global_sizes", None) or {}
+            out["global_sizes"] = {m: int(gs.get(m, global_n)) for m in self.modalities}
+        return out
 
 
 def passthrough_collate(batch):

@@ -116,7 +116,12 @@ def shard_batch(batch: IndexBatch, rank: int, world_size: int) -> IndexBatch:
     sizes = None
     if batch.sizes:
         sizes = {m: max(0, -(-(n - rank) // world_size)) for m, n in batch.sizes.items()}
-    return IndexBatch(idx, sizes)
+    shard = IndexBatch(idx, sizes)
+    # the global sizes let the trainer weight each rank's loss so that DDP's gradient average equals the
+    # gradient of the global-batch mean, also when shards are uneven
+    shard.global_n = len(batch)
+    shard.global_sizes = dict(batch.sizes) if batch.sizes else None
+    return shard
 
 
 class EpochBatchSampler(Sampler):

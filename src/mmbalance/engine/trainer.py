@@ -210,18 +210,29 @@ class Trainer:
         """The base objective: fused CE on the paired part + (optionally) per-modality CE on each
         modality's own samples. Plug-ins add or replace terms in ``compute_loss``."""
         y = batch["y"]
+        gs = batch.get("global_sizes")
+        g_pair = min(gs.values()) if gs else None
         losses: Dict[str, torch.Tensor] = {}
         if out.fused is not None and self.fused_loss_weight > 0:
-            losses["fused"] = self.fused_loss_weight * F.cross_entropy(out.fused.float(), y[: out.n_pair])
+            losses["fused"] = self.fused_loss_weight * self.cross_entropy(out.fused, y[: out.n_pair], g_pair)
         if self.unimodal_loss_weight > 0:
             for m, z in out.logits.items():
-                losses[f"uni_{m}"] = self.unimodal_loss_weight * F.cross_entropy(z.float(), y[: z.shape[0]])
+                losses[f"uni_{m}"] = self.unimodal_loss_weight * self.cross_entropy(
+                    z, y[: z.shape[0]], gs[m] if gs else None)
         elif self.cfg.train.monitor_heads:
             for m, f in out.features.items():
                 with self.autocast():
                     z = self.model.heads[m](f.detach())
-                losses[f"monitor_{m}"] = F.cross_entropy(z.float(), y[: z.shape[0]])
+                losses[f"monitor_{m}"] = self.cross_entropy(z, y[: z.shape[0]], gs[m] if gs else None)
         return losses
+
+    def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, global_count: Optional[int] = None):
+        """Mean cross-entropy; under DDP, the sum over this rank's samples divided by the global count
+        times the world size, so that DDP's gradient average is the gradient of the global-batch mean
+        even when shards differ in size (nested DUS batches)."""
+        if self.world_size == 1 or global_count is None:
+            return F.cross_entropy(logits.float(), y)
+        return F.cross_entropy(logits.float(), y, reduction="sum") * (self.world_size / max(global_count, 1))
 
     def backward_and_step(self, total: torch.Tensor, batch=None, out=None) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -369,10 +369,6 @@ class _DUSBase(Plugin):
                                                f"'unimodal'")
 
     def on_fit_start(self, trainer):
-        if trainer.world_size > 1:
-            raise IncompatiblePluginsError(
-                f"{self.name!r} decides batch sizes from per-rank scores at every step; it does not support "
-                f"distributed training (world size {trainer.world_size}) yet")
         n = len(trainer.splits.train)
         budget = int(self.epoch_budget) if self.epoch_budget is not None else n
         self.total_steps = max(1, trainer.cfg.train.epochs * -(-budget // self.N_B))
@@ -387,22 +383,40 @@ class _DUSBase(Plugin):
 
     # ------------------------------------------------------------------ monitoring
     @torch.no_grad()
-    def _batch_scores(self, batch, out):
+    def _batch_scores(self, trainer, batch, out):
         y = batch["y"]
-        s = torch.stack([torch.softmax(out.logits[m].float(), -1)
-                         .gather(1, y[: out.logits[m].shape[0]].unsqueeze(1)).mean() for m in self.modalities])
+        if trainer.world_size == 1:
+            s = torch.stack([torch.softmax(out.logits[m].float(), -1)
+                             .gather(1, y[: out.logits[m].shape[0]].unsqueeze(1)).mean() for m in self.modalities])
+            if out.n_pair > 0:
+                z = out.fused if out.fused is not None else sum(out.logits[m][: out.n_pair] for m in self.modalities)
+                mm = torch.softmax(z.float(), -1).gather(1, y[: out.n_pair].unsqueeze(1)).mean()
+            else:
+                mm = torch.zeros((), device=y.device)
+            return s, mm
+        # DDP: means over the *global* batch (sums and counts all-reduced), so that every rank holds the same
+        # ŝ and therefore decides the same sizes for the next global batch
+        sums, counts = [], []
+        for m in self.modalities:
+            z = out.logits[m].float()
+            sums.append(torch.softmax(z, -1).gather(1, y[: z.shape[0]].unsqueeze(1)).sum())
+            counts.append(torch.tensor(float(z.shape[0]), device=y.device))
         if out.n_pair > 0:
             z = out.fused if out.fused is not None else sum(out.logits[m][: out.n_pair] for m in self.modalities)
-            mm = torch.softmax(z.float(), -1).gather(1, y[: out.n_pair].unsqueeze(1)).mean()
+            sums.append(torch.softmax(z.float(), -1).gather(1, y[: out.n_pair].unsqueeze(1)).sum())
         else:
-            mm = torch.zeros((), device=y.device)
-        return s, mm
+            sums.append(torch.zeros((), device=y.device))
+        counts.append(torch.tensor(float(out.n_pair), device=y.device))
+        tot = trainer.all_reduce(torch.stack(sums + counts), "sum")
+        k = len(self.modalities) + 1
+        means = tot[:k] / tot[k:].clamp_min(1)
+        return means[:-1], means[-1]
 
     def after_forward(self, trainer, batch, out):
         self._observe(trainer, batch, out)
 
     def _observe(self, trainer, batch, out):
-        s, mm = self._batch_scores(batch, out)
+        s, mm = self._batch_scores(trainer, batch, out)
         self.t += 1
         if self.s_hat is not None and self.s_hat.device != s.device:
             self.s_hat = self.s_hat.to(s.device)
@@ -514,7 +528,8 @@ _COMMON_DOC = """
 
     Stacking: ``wants_unimodal_loss`` (each modality's CE on its own samples; the fused CE and the host
     method's loss run on the paired part); ``replaces = "batcher"`` so methods needing strictly paired
-    batches are refused at start-up. Not for distributed training (per-rank sizes would diverge).
+    batches are refused at start-up. Under DDP the batch scores are means over the global batch
+    (all-reduced sums and counts), so every rank holds the same ŝ and decides the same sizes.
     With a step-replacing method (MLA, ReconBoost) the scores come from an extra no-grad forward in
     eval mode after its step.
 """
@@ -629,7 +644,7 @@ class DUSRL(_DUSBase):
     def _observe(self, trainer, batch, out):
         super()._observe(trainer, batch, out)
         if self.reward_scores == "window":
-            s, _ = self._batch_scores(batch, out)
+            s, _ = self._batch_scores(trainer, batch, out)
             self._win_sum = s if self._win_sum is None else self._win_sum.to(s.device) + s
             self._win_count += 1
 
