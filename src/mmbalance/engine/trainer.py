@@ -353,7 +353,9 @@ class Trainer:
             reduced = self.all_reduce(torch.stack([sums[k].float() for k in keys]))
             sums = dict(zip(keys, reduced))
         stats = {f"loss_{k}" if k != "total" else "loss": float(v) / max(steps, 1) for k, v in sums.items()}
-        stats.update(steps=steps, samples=samples * self.world_size)
+        if self.world_size > 1:  # shards may be uneven: count what every rank saw
+            samples = int(self.all_reduce(torch.tensor(float(samples), device=self.device), "sum"))
+        stats.update(steps=steps, samples=samples)
         return stats
 
     @torch.no_grad()
