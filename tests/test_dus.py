@@ -300,8 +300,8 @@ def test_incompatible_combinations_fail_at_start():
         Trainer(cfg, plugins=build_plugins(cfg) + [NeedsPairs()])
     with pytest.raises(IncompatiblePluginsError, match="both decide the sample batcher"):
         Trainer(make_cfg("method=dus-h+dus-rl"))
-    with pytest.raises(ValueError, match="pairing='independent' is not supported"):
-        build_plugins(make_cfg("method=dus-h", "method_args.dus-h.pairing=independent"))
+    with pytest.raises(ValueError, match="pairing must be 'nested' or 'independent'"):
+        build_plugins(make_cfg("method=dus-h", "method_args.dus-h.pairing=random"))
     with pytest.raises(IncompatiblePluginsError, match="unimodal"):
         Trainer(make_cfg("method=unimodal+dus-h"))
 
@@ -372,3 +372,44 @@ def test_batcher_last_step_avoids_single_samples():
     b = DUSBatcher(lambda: [28, 4], ["a", "b"], base_batch=16)
     sizes = [x.sizes for x in b.batches(torch.arange(34), 0)]
     assert sizes[-1] == {"a": 2, "b": 2} and sum(s["a"] + s["b"] for s in sizes) == 68
+
+
+# ---------------------------------------------------------------- independent pairing
+def test_independent_batches_give_each_modality_its_own_samples(tmp_path):
+    from mmbalance import Config, Plugin, Trainer
+    from mmbalance.methods import build_plugins
+
+    seen = []
+
+    class Inspect(Plugin):
+        name = "inspect"
+
+        def after_forward(self, trainer, batch, out):
+            labels = trainer.splits.train.labels
+            n_pair = len(batch["index"])
+            for m in ("a", "b"):
+                idx = batch["index_mod"][m]
+                assert batch["inputs"][m].shape[0] == len(idx) == out.logits[m].shape[0]
+                assert torch.equal(idx[:n_pair], batch["index"])  # paired prefix first
+                assert torch.equal(batch["y_mod"][m], labels[idx.cpu()].to(batch["y_mod"][m].device))
+            assert out.fused.shape[0] == n_pair == min(batch["sizes"].values())
+            extra_a = set(batch["index_mod"]["a"][n_pair:].tolist())
+            extra_b = set(batch["index_mod"]["b"][n_pair:].tolist())
+            seen.append((batch["sizes"]["a"], batch["sizes"]["b"], len(extra_a & extra_b), extra_a | extra_b))
+
+    cfg = Config().override(["data.name=synthetic", "method=dus-h", "method_args.dus-h.pairing=independent",
+                             "train.epochs=3", "train.batch_size=16", "log.tensorboard=false",
+                             "train.progress=false", "eval.probe=false"])
+    s = Trainer(cfg, plugins=build_plugins(cfg) + [Inspect()]).fit()
+    assert 0 <= s["test"]["acc"] <= 1
+    assert any(a != b for a, b, _, _ in seen)  # DUS moved the sizes apart
+    assert all(overlap == 0 for _, _, overlap, _ in seen)  # extra samples are distinct between modalities
+
+
+def test_independent_pairing_refuses_methods_that_read_rows_with_paired_labels():
+    from mmbalance import Config, Trainer
+    from mmbalance.engine.plugin import IncompatiblePluginsError
+
+    cfg = Config().override(["data.name=synthetic", "method=pmr+dus-h", "method_args.dus-h.pairing=independent"])
+    with pytest.raises(IncompatiblePluginsError, match="pairing='independent'.*'pmr'"):
+        Trainer(cfg)

@@ -261,3 +261,16 @@ def test_monitor_heads_learn_without_touching_encoders_or_fusion():
             assert torch.equal(p, dict(off.model.named_parameters())[name]), name
     # the heads learned: modality "a" is informative in `synthetic`
     assert s_on["test"]["modality_acc"]["a"] > s_off["test"]["modality_acc"]["a"] + 0.2
+
+
+def test_sharding_independent_batches_keeps_the_paired_prefix():
+    from mmbalance.data import IndexBatch
+    from mmbalance.engine.samplers import shard_batch
+
+    b = IndexBatch([0, 1, 2, 3], per_modality={"a": [0, 1, 2, 3, 10, 11], "b": [0, 1, 2, 3, 20]})
+    assert b.sizes == {"a": 6, "b": 5}
+    r1 = shard_batch(b, 1, 2)
+    assert list(r1) == [1, 3] and r1.per_modality == {"a": [1, 3, 11], "b": [1, 3]}
+    assert r1.global_n_pair == 4 and r1.global_sizes == {"a": 6, "b": 5}
+    with pytest.raises(ValueError, match="must start with the paired indices"):
+        IndexBatch([0, 1], per_modality={"a": [1, 0]})

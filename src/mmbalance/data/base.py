@@ -30,12 +30,23 @@ class IndexBatch(list):
     """Dataset indices of one step. ``sizes[m]`` = how many of the leading indices modality ``m`` uses.
 
     Without ``sizes`` every modality uses all indices (an ordinary paired batch). With sizes, the
-    batch is *nested*: the first ``min(sizes)`` indices are complete (the paired part).
+    batch is *nested*: the first ``min(sizes)`` indices are complete (the paired part). With
+    ``per_modality`` it is *independent*: the indices are the paired part and each modality has its own list
+    (paired part first, then extra samples of its own).
     """
 
-    def __init__(self, indices: Sequence[int], sizes: Optional[Dict[str, int]] = None):
+    def __init__(self, indices: Sequence[int], sizes: Optional[Dict[str, int]] = None,
+                 per_modality: Optional[Dict[str, Sequence[int]]] = None):
         super().__init__(int(i) for i in indices)
         self.sizes = dict(sizes) if sizes else None
+        #: *independent* batch: modality m's own index list; its first ``len(self)`` entries are the paired
+        #: indices (``self``), the rest are samples only that modality sees this step
+        self.per_modality = {m: [int(i) for i in v] for m, v in per_modality.items()} if per_modality else None
+        if self.per_modality:
+            for m, v in self.per_modality.items():
+                if v[: len(self)] != list(self):
+                    raise ValueError(f"IndexBatch: modality {m!r}'s list must start with the paired indices")
+            self.sizes = {m: len(v) for m, v in self.per_modality.items()}
 
 
 class MultimodalDataset(Dataset):
@@ -181,26 +192,46 @@ class BatchDataset(Dataset):
         return self.__getitems__(IndexBatch([i]))
 
     def __getitems__(self, batch):
-        idx = torch.as_tensor(list(batch), dtype=torch.long, device=getattr(self.source.labels, "device", None))
+        dev = getattr(self.source.labels, "device", None)
+        idx = torch.as_tensor(list(batch), dtype=torch.long, device=dev)
+        if getattr(batch, "per_modality", None):
+            return self._independent(batch, idx, dev)
         sizes = getattr(batch, "sizes", None) or {}
         inputs = {}
         for m in self.modalities:
             n_m = int(sizes.get(m, len(idx)))
             if n_m > len(idx):
                 raise DataError(f"batch plan asks modality {m!r} for {n_m} samples but the batch has {len(idx)}")
-            sub = idx[:n_m]
-            if hasattr(self.source, "get_batch"):
-                inputs[m] = self.source.get_batch(sub, m)
-            elif hasattr(self.source, "load"):
-                inputs[m] = torch.stack([self.source.load(int(i), m) for i in sub]) if n_m else None
-            else:
-                inputs[m] = torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if n_m else None
+            inputs[m] = self._load(idx[:n_m], m)
         y = self.source.labels.index_select(0, idx)
         out = {"inputs": inputs, "y": y, "index": idx, "sizes": {m: int(sizes.get(m, len(idx))) for m in self.modalities}}
+        return self._with_global_sizes(batch, out)
+
+    def _load(self, sub: torch.Tensor, m: str):
+        if hasattr(self.source, "get_batch"):
+            return self.source.get_batch(sub, m)
+        if hasattr(self.source, "load"):
+            return torch.stack([self.source.load(int(i), m) for i in sub]) if len(sub) else None
+        return torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if len(sub) else None
+
+    def _independent(self, batch, idx, dev):
+        inputs, y_mod, index_mod = {}, {}, {}
+        for m in self.modalities:
+            sub = torch.as_tensor(batch.per_modality.get(m, list(batch)), dtype=torch.long, device=dev)
+            inputs[m] = self._load(sub, m)
+            y_mod[m] = self.source.labels.index_select(0, sub)
+            index_mod[m] = sub
+        out = {"inputs": inputs, "y": self.source.labels.index_select(0, idx), "index": idx,
+               "sizes": {m: len(batch.per_modality.get(m, batch)) for m in self.modalities}, "y_mod": y_mod,
+               "index_mod": index_mod}
+        return self._with_global_sizes(batch, out)
+
+    def _with_global_sizes(self, batch, out):
         global_n = getattr(batch, "global_n", None)
         if global_n is not None:  # a DDP shard: sizes of the whole global batch
             gs = getattr(batch, "global_sizes", None) or {}
             out["global_sizes"] = {m: int(gs.get(m, global_n)) for m in self.modalities}
+            out["global_n_pair"] = int(getattr(batch, "global_n_pair", min(out["global_sizes"].values())))
         return out
 
 

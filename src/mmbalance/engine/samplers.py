@@ -116,11 +116,15 @@ def shard_batch(batch: IndexBatch, rank: int, world_size: int) -> IndexBatch:
     sizes = None
     if batch.sizes:
         sizes = {m: max(0, -(-(n - rank) // world_size)) for m, n in batch.sizes.items()}
-    shard = IndexBatch(idx, sizes)
+    per_modality = None
+    if batch.per_modality:  # independent: each list's paired prefix shards onto this rank's paired part
+        per_modality = {m: v[rank::world_size] for m, v in batch.per_modality.items()}
+    shard = IndexBatch(idx, None if per_modality else sizes, per_modality)
     # the global sizes let the trainer weight each rank's loss so that DDP's gradient average equals the
     # gradient of the global-batch mean, also when shards are uneven
     shard.global_n = len(batch)
     shard.global_sizes = dict(batch.sizes) if batch.sizes else None
+    shard.global_n_pair = len(batch) if batch.per_modality else min((batch.sizes or {"": len(batch)}).values())
     return shard
 
 

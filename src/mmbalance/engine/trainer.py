@@ -211,20 +211,30 @@ class Trainer:
         modality's own samples. Plug-ins add or replace terms in ``compute_loss``."""
         y = batch["y"]
         gs = batch.get("global_sizes")
-        g_pair = min(gs.values()) if gs else None
+        g_pair = batch.get("global_n_pair")
         losses: Dict[str, torch.Tensor] = {}
         if out.fused is not None and self.fused_loss_weight > 0:
             losses["fused"] = self.fused_loss_weight * self.cross_entropy(out.fused, y[: out.n_pair], g_pair)
         if self.unimodal_loss_weight > 0:
             for m, z in out.logits.items():
                 losses[f"uni_{m}"] = self.unimodal_loss_weight * self.cross_entropy(
-                    z, y[: z.shape[0]], gs[m] if gs else None)
+                    z, self.targets(batch, m, z.shape[0]), gs[m] if gs else None)
         elif self.cfg.train.monitor_heads:
             for m, f in out.features.items():
                 with self.autocast():
                     z = self.model.heads[m](f.detach())
-                losses[f"monitor_{m}"] = self.cross_entropy(z, y[: z.shape[0]], gs[m] if gs else None)
+                losses[f"monitor_{m}"] = self.cross_entropy(z, self.targets(batch, m, z.shape[0]),
+                                                            gs[m] if gs else None)
         return losses
+
+    @staticmethod
+    def targets(batch, modality: str, n: int) -> torch.Tensor:
+        """Labels of modality ``modality``'s ``n`` rows: its own list in an independent batch, else the first
+        ``n`` labels (nested or paired batch). Plug-ins use this for per-modality losses and scores."""
+        y_mod = batch.get("y_mod")
+        if y_mod is not None and modality in y_mod:
+            return y_mod[modality][:n]
+        return batch["y"][:n]
 
     def cross_entropy(self, logits: torch.Tensor, y: torch.Tensor, global_count: Optional[int] = None):
         """Mean cross-entropy; under DDP, the sum over this rank's samples divided by the global count
@@ -320,8 +330,12 @@ class Trainer:
             if cl and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             inputs[m] = x
-        return {**batch, "inputs": inputs, "y": batch["y"].to(self.device, non_blocking=nb),
-                "index": batch["index"].to(self.device, non_blocking=nb)}
+        moved = {**batch, "inputs": inputs, "y": batch["y"].to(self.device, non_blocking=nb),
+                 "index": batch["index"].to(self.device, non_blocking=nb)}
+        for key in ("y_mod", "index_mod"):  # independent batches: per-modality labels and indices
+            if key in batch:
+                moved[key] = {m: v.to(self.device, non_blocking=nb) for m, v in batch[key].items()}
+        return moved
 
     def set_split_mode(self, split: str, train: bool):
         """Switch a split's source between training and evaluation transforms (if it has them)."""

@@ -262,7 +262,8 @@ class DUSBatcher(Batcher):
     """
 
     def __init__(self, sizes_fn, modalities: Sequence[str], base_batch: int, budget: Optional[int] = None,
-                 drop_last: bool = False):
+                 drop_last: bool = False, pairing: str = "nested"):
+        self.pairing = pairing
         self.sizes_fn = sizes_fn
         self.modalities = list(modalities)
         self.base_batch = int(base_batch)
@@ -293,12 +294,25 @@ class DUSBatcher(Batcher):
                 sizes = (allocate_sizes([n * left / total for n in sizes], lo, max(sizes), left) if left >= m
                          else [1] * m)
             sizes = [min(n, n_order) for n in sizes]
-            n_max = max(sizes)
-            end = cursor + n_max
-            idx = order_list[cursor:end] + (order_list[: end - n_order] if end > n_order else [])
-            cursor = end % n_order
             left -= sum(sizes)
-            yield IndexBatch(idx, dict(zip(self.modalities, sizes)))
+            if self.pairing == "independent":
+                # paired part (min_j n_j) shared by all modalities, then each modality's own extra samples,
+                # all consecutive draws from the order stream
+                n_pair = min(sizes)
+                take = n_pair + sum(n - n_pair for n in sizes)
+                drawn = [order_list[(cursor + k) % n_order] for k in range(take)]
+                cursor = (cursor + take) % n_order
+                paired, pos, per_mod = drawn[:n_pair], n_pair, {}
+                for mod, n in zip(self.modalities, sizes):
+                    per_mod[mod] = paired + drawn[pos:pos + n - n_pair]
+                    pos += n - n_pair
+                yield IndexBatch(paired, per_modality=per_mod)
+            else:
+                n_max = max(sizes)
+                end = cursor + n_max
+                idx = order_list[cursor:end] + (order_list[: end - n_order] if end > n_order else [])
+                cursor = end % n_order
+                yield IndexBatch(idx, dict(zip(self.modalities, sizes)))
             if last:
                 return
 
@@ -317,12 +331,8 @@ class _DUSBase(Plugin):
 
     def _init_common(self, base_batch, min_scale, max_scale, gamma, preserve_budget, ema_momentum,
                      update_every, epoch_budget, pairing):
-        if pairing != "nested":
-            raise ValueError(
-                f"{self._label}: pairing={pairing!r} is not supported. Only 'nested' works with the current batch "
-                "contract: an IndexBatch gives modality m the *first* n_m indices and one label vector y, so "
-                "independent per-modality draws cannot be expressed (they would need per-modality index lists "
-                "and labels in the batch).")
+        if pairing not in ("nested", "independent"):
+            raise ValueError(f"{self._label}: pairing must be 'nested' or 'independent', got {pairing!r}")
         if not 0 < min_scale <= 1 <= max_scale:
             raise ValueError(f"{self._label}: need 0 < min_scale <= 1 <= max_scale, got {min_scale}, {max_scale}")
         if ema_momentum is not None and not 0 <= ema_momentum < 1:
@@ -362,11 +372,22 @@ class _DUSBase(Plugin):
         if self.sizes is None:
             self.sizes = [self.N_B] * len(self.modalities)
 
+    # methods that only read the paired rows or use the trainer's own per-modality losses (which take each
+    # modality's own labels); the others index per-modality rows with the paired labels
+    INDEPENDENT_SAFE = ("joint", "joint-aux", "diagnose-relearn", "ogm-ge", "agm", "mmpareto", "mslr",
+                        "bss-h", "bss-l")
+
     def check_compatible(self, plugins):
         for p in plugins:
             if p.name == "unimodal":
                 raise IncompatiblePluginsError(f"{self.name!r} balances several modalities; it cannot run with "
                                                f"'unimodal'")
+            # registered methods only: a custom plug-in is the user's to check (it can use trainer.targets)
+            if self.pairing == "independent" and p.name in METHODS and p.name not in self.INDEPENDENT_SAFE:
+                raise IncompatiblePluginsError(
+                    f"{self.name!r} with pairing='independent' gives each modality samples of its own, but "
+                    f"{p.name!r} reads per-modality rows with the paired labels; use pairing='nested' or stack "
+                    f"with one of {', '.join(self.INDEPENDENT_SAFE)}")
 
     def on_fit_start(self, trainer):
         n = len(trainer.splits.train)
@@ -375,7 +396,7 @@ class _DUSBase(Plugin):
 
     def on_epoch_start(self, trainer, epoch):
         trainer.batcher = DUSBatcher(self._next_sizes, self.modalities, self.N_B, self.epoch_budget,
-                                     trainer.cfg.train.drop_last)
+                                     trainer.cfg.train.drop_last, self.pairing)
         self._epoch_sizes = []
 
     def _next_sizes(self) -> List[int]:
@@ -387,7 +408,8 @@ class _DUSBase(Plugin):
         y = batch["y"]
         if trainer.world_size == 1:
             s = torch.stack([torch.softmax(out.logits[m].float(), -1)
-                             .gather(1, y[: out.logits[m].shape[0]].unsqueeze(1)).mean() for m in self.modalities])
+                             .gather(1, trainer.targets(batch, m, out.logits[m].shape[0]).unsqueeze(1)).mean()
+                             for m in self.modalities])
             if out.n_pair > 0:
                 z = out.fused if out.fused is not None else sum(out.logits[m][: out.n_pair] for m in self.modalities)
                 mm = torch.softmax(z.float(), -1).gather(1, y[: out.n_pair].unsqueeze(1)).mean()
@@ -399,7 +421,7 @@ class _DUSBase(Plugin):
         sums, counts = [], []
         for m in self.modalities:
             z = out.logits[m].float()
-            sums.append(torch.softmax(z, -1).gather(1, y[: z.shape[0]].unsqueeze(1)).sum())
+            sums.append(torch.softmax(z, -1).gather(1, trainer.targets(batch, m, z.shape[0]).unsqueeze(1)).sum())
             counts.append(torch.tensor(float(z.shape[0]), device=y.device))
         if out.n_pair > 0:
             z = out.fused if out.fused is not None else sum(out.logits[m][: out.n_pair] for m in self.modalities)
@@ -518,8 +540,10 @@ _COMMON_DOC = """
             epoch's order (``n_train``, or BSS's subset), i.e. what plain training consumes.
         pairing (str = "nested"): how the modalities' samples relate. ``nested`` (spec §3.3): one draw
             of ``n_max`` indices, modality j uses the first ``n_j``, the paired part is the first
-            ``min_j n_j``. ``independent`` is refused: the batch contract (one index list with
-            prefix sizes and one label vector) cannot carry per-modality draws.
+            ``min_j n_j``. ``independent`` [RECON]: a paired part of ``min_j n_j`` samples shared by all
+            modalities, then each modality draws its *own* ``n_j - min_j n_j`` further samples (distinct
+            from the others' extras), so modalities see different unpaired data. Stacks only with
+            methods that read the paired part or use the trainer's own losses (see ``check_compatible``).
 
     Scores: ``s_t^(j)`` is the batch mean softmax probability of the true class from modality j's own
     head on its own ``n_j`` samples (no grad) [SEC]; ``ρ^(j) = ŝ^(j) / mean_{k≠j} ŝ^(k)`` [RECON,
