@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmbalance import Plugin, Trainer
+from mmbalance import Trainer
 from mmbalance.engine.samplers import RandomOrder
 from mmbalance.methods import METHODS, build_plugins
 from mmbalance.methods.gblending import GBlending, IndexListOrder, blend_weights, stratified_holdout
@@ -435,15 +435,7 @@ def test_step_replacing_methods_cannot_stack():
         Trainer(make_cfg("method=gblending+smv", *SMALL))
 
 
-class Crash(Plugin):
-    name = "crash"
-
-    def __init__(self, at_epoch):
-        self.at_epoch = at_epoch
-
-    def on_epoch_start(self, t, epoch):
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
+from conftest import Crash  # noqa: E402
 
 
 RESUME = {"gblending": ["method_args.gblending.super_epoch=2", "method_args.gblending.probe_epochs=1"],

@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -354,12 +353,7 @@ def test_interrupted_and_resumed_run_is_identical(tmp_path, method, extra):
 
 
 # ----------------------------------------------------------------------------- DDP (2 ranks, gloo)
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import free_port as _free_port  # noqa: E402
 
 
 DDP_OVER = ["train.epochs=2", "data.options.n=240", "method=bss-l", "method_args.bss-l.score_source=previous_epoch"]

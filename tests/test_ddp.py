@@ -2,7 +2,6 @@
 1-rank run with the same global batch."""
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -13,12 +12,7 @@ from conftest import make_cfg
 OVERRIDES = ["train.epochs=2", "train.batch_size=32", "data.options.n=240", "eval.probe=false"]
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from conftest import free_port as _free_port  # noqa: E402
 
 
 def _worker(rank, world, port, out, method):

@@ -238,15 +238,7 @@ def test_update_every_keeps_sizes_between_decisions(tmp_path):
         assert len(set(n[k:k + 4])) == 1
 
 
-class Crash(Plugin):
-    name = "crash"
-
-    def __init__(self, at_epoch):
-        self.at_epoch = at_epoch
-
-    def on_epoch_start(self, t, epoch):
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
+from conftest import Crash  # noqa: E402
 
 
 @pytest.mark.parametrize("method", ["dus-h", "dus-rl"])

@@ -91,15 +91,7 @@ def _metrics(path):
     return [json.loads(l) for l in (path / "metrics.jsonl").read_text().splitlines()]
 
 
-class Crash(Plugin):
-    name = "crash"
-
-    def __init__(self, at_epoch):
-        self.at_epoch = at_epoch
-
-    def on_epoch_start(self, t, epoch):
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
+from conftest import Crash  # noqa: E402
 
 
 def test_interrupted_then_resumed_run_is_identical(tmp_path):
