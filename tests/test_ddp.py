@@ -51,3 +51,13 @@ def test_two_rank_run_matches_one_rank(tmp_path, method):
     assert len(lines) == 2
     first = json.loads(lines[0])["train"]["samples"]
     assert first == (168 if method != "bss-h" else single_first(tmp_path))  # same samples as 1 rank
+
+
+def test_two_rank_checkpoint_resumes_on_one_rank(tmp_path):
+    from mmbalance import Trainer
+
+    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path / "two"), "joint-aux"), nprocs=2, join=True)
+    cfg = make_cfg(*OVERRIDES, "method=joint-aux", out=tmp_path / "two").override(["train.epochs=3"])
+    s = Trainer(cfg).fit(resume=True)
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [0, 1, 2] and s["epochs"] == 3
