@@ -58,6 +58,53 @@ def make_on_disk(root: Path, n: int, size: int, spec: tuple, classes: int = 6, s
     np.save(root / "labels.npy", labels)
 
 
+def make_cremad_tree(raw: Path, n: int, seed: int = 0, seconds: float = 3.0):
+    """A CREMA-D-shaped raw tree in the OGM-GE layout (train.csv/test.csv rows ``clip,EMO``,
+    ``AudioWAV/<clip>.wav`` at 22,050 Hz, ``Image-01-FPS/<clip>/0000k.jpg`` 340x256) for ``mmbalance prepare``."""
+    import wave
+
+    from PIL import Image
+
+    emos = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
+    rng = np.random.default_rng(seed)
+    rows = {"train": [], "test": []}
+    sr = 22050
+    for i in range(n):
+        name, emo = f"{1000 + i // 100}_B{i % 100:02d}_{emos[i % 6]}_XX", emos[i % 6]
+        rows["test" if i % 10 == 9 else "train"].append(f"{name},{emo}\n")
+        d = raw / "Image-01-FPS" / name
+        d.mkdir(parents=True)
+        for k in range(2):
+            Image.fromarray(rng.integers(0, 256, (256, 340, 3), dtype=np.uint8)).save(d / f"{k + 1:05d}.jpg",
+                                                                                      quality=90)
+        (raw / "AudioWAV").mkdir(exist_ok=True)
+        x = (0.3 * rng.standard_normal(int(sr * seconds))).clip(-1, 1)
+        with wave.open(str(raw / "AudioWAV" / f"{name}.wav"), "wb") as w:
+            w.setnchannels(1), w.setsampwidth(2), w.setframerate(sr)
+            w.writeframes((x * 32767).astype("<i2").tobytes())
+    for split, r in rows.items():
+        (raw / f"{split}.csv").write_text("".join(r))
+
+
+def cremad_splits(root: Path, n: int, size: int, workers: int) -> Splits:
+    """(b) from the real on-disk layout: raw tree -> ``mmbalance prepare cremad`` -> the ``cremad`` loader
+    with its memory-mapped uint8 frame cache (``data.options.cache=true``)."""
+    from mmbalance.cli import main as cli
+    from mmbalance.config import DataConfig
+    from mmbalance.data import build_splits
+
+    make_cremad_tree(root / "raw", n)
+    t = time.perf_counter()
+    rc = cli(["prepare", "cremad", "--raw", str(root / "raw"), "--out", str(root / "prep"), "--no-progress",
+              "--workers", str(workers)])
+    if rc != 0:
+        raise RuntimeError("mmbalance prepare cremad failed")
+    print(f"prepare cremad (frames + OGM-GE STFT, {workers} workers): {time.perf_counter() - t:.1f} s")
+    return build_splits(DataConfig(name="cremad", root=str(root / "prep"),
+                                   options={"cache": True, "frames": 2, "image_size": size,
+                                            "val_size": 744 if n >= 6698 else 0.1}))
+
+
 def load_splits(root: Path, size: int, n_eval: int) -> Splits:
     frames = torch.from_numpy(np.array(np.load(root / "frames.npy", mmap_mode="r")))
     audio = torch.from_numpy(np.array(np.load(root / "audio.npy", mmap_mode="r")))
@@ -176,6 +223,9 @@ def main(argv=None):
     p.add_argument("--compile", action="store_true", help="torch.compile(mode='reduce-overhead') everywhere")
     p.add_argument("--methods", default="diagnose-relearn,bss-l,dus-h")
     p.add_argument("--naive-clips", type=int, default=None, help="clips for the naive PIL reference (0: skip)")
+    p.add_argument("--layout", choices=["npy", "cremad"], default="npy",
+                   help="npy: frames/spectrograms written as .npy memmaps; cremad: a raw CREMA-D tree in the OGM-GE "
+                        "layout, run through `mmbalance prepare cremad` and the cremad loader's frame cache")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args(argv)
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -190,10 +240,16 @@ def main(argv=None):
           f"spectrogram 1x{spec[0]}x{spec[1]}, batch {args.batch}, compile={args.compile}")
     root = Path(tempfile.mkdtemp(prefix="mmb_bench_"))
     t = time.perf_counter()
-    make_on_disk(root, args.n, size, spec)
-    print(f"prepared on disk in {time.perf_counter() - t:.1f} s: {root}")
-    splits = load_splits(root, size, n_eval=min(512, args.n))
-    shapes = {"audio": (1,) + spec, "visual": (2, 3, size, size)}
+    if args.layout == "cremad":
+        splits = cremad_splits(root, args.n, size, workers=min(16, os.cpu_count() or 1))
+        spec = tuple(splits.train.input_shape("audio")[-2:])
+        shapes = {m: tuple(splits.train.input_shape(m)) for m in splits.train.modalities}
+        print(f"cremad layout in {time.perf_counter() - t:.1f} s: {root}; input shapes {shapes}")
+    else:
+        make_on_disk(root, args.n, size, spec)
+        print(f"prepared on disk in {time.perf_counter() - t:.1f} s: {root}")
+        splits = load_splits(root, size, n_eval=min(512, args.n))
+        shapes = {"audio": (1,) + spec, "visual": (2, 3, size, size)}
     res = {"device": name, "n": args.n, "size": size, "batch": args.batch, "compile": args.compile}
     res["floor_s"] = floor(args, dev, shapes)
     print(f"(a) compute floor              {res['floor_s']:.3f} s/epoch  {args.n / res['floor_s']:.0f} samples/s")
