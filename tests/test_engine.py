@@ -184,6 +184,12 @@ def test_incompatible_plugins_fail_at_start():
 
     with pytest.raises(IncompatiblePluginsError, match="'paired' needs strictly paired batches"):
         check_plugins([Paired(), Sizes()])
+    class Inside(Plugin):
+        name = "inside"
+        needs_default_step = True
+
+    with pytest.raises(IncompatiblePluginsError, match="'inside' modulates the default training step, but 'x'"):
+        check_plugins([Inside(), a])
     with pytest.raises(IncompatiblePluginsError, match="stacked twice"):
         check_plugins(build_plugins(make_cfg("method=joint+joint")))
 

@@ -39,6 +39,9 @@ class Plugin:
     replaces: Optional[str] = None
     #: True if this plug-in implements ``training_step``
     overrides_step: bool = False
+    #: True if the method acts inside the default step (its forward/loss/backward events), which a
+    #: step-replacing plug-in would silently bypass
+    needs_default_step: bool = False
 
     # ------------------------------------------------------------------ events
     def configure_model(self, trainer, model) -> None:
@@ -110,6 +113,11 @@ def check_plugins(plugins: List[Plugin]) -> None:
     if len(stepping) > 1:
         raise IncompatiblePluginsError(
             f"{stepping[0]!r} and {stepping[1]!r} both replace the training step; they cannot be stacked")
+    for p in plugins:
+        if p.needs_default_step and stepping and stepping[0] != p.name:
+            raise IncompatiblePluginsError(
+                f"{p.name!r} modulates the default training step, but {stepping[0]!r} replaces that step; "
+                f"they cannot be stacked")
     for layer in ("order", "batcher"):
         owners = [p.name for p in plugins if p.replaces == layer]
         if len(owners) > 1:

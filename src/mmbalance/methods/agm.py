@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..engine.plugin import Plugin
 from ..registry import METHODS
-from .ogm_ge import (EpochMeans, PARAM_SETS, check_window, in_window, option_error, reject_step_override,
+from .ogm_ge import (EpochMeans, PARAM_SETS, check_window, in_window, option_error,
                      select_params)
 
 PADS = ("zero_input", "zero_feature", "mean_feature")
@@ -153,6 +153,8 @@ class AGM(Plugin):
     State (checkpointed): the running-mean scores and the step counter.
     """
 
+    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+
     def __init__(self, alpha: float = 0.1, modulation_starts: int = 0, modulation_ends: Optional[int] = None,
                  pad: str = "zero_input", clip: Optional[float] = 10.0, grad_clip: Optional[float] = 1.0,
                  mode: str = "output", params: str = "weights"):
@@ -182,9 +184,6 @@ class AGM(Plugin):
         self.t = 0
         self._means = EpochMeans()
         self._coeff: Optional[torch.Tensor] = None
-
-    def check_compatible(self, plugins) -> None:
-        reject_step_override(self.name, plugins)
 
     def on_fit_start(self, trainer) -> None:
         mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]

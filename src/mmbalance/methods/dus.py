@@ -379,9 +379,6 @@ class _DUSBase(Plugin):
 
     def check_compatible(self, plugins):
         for p in plugins:
-            if p.name == "unimodal":
-                raise IncompatiblePluginsError(f"{self.name!r} balances several modalities; it cannot run with "
-                                               f"'unimodal'")
             # registered methods only: a custom plug-in is the user's to check (it can use trainer.targets)
             if self.pairing == "independent" and p.name in METHODS and p.name not in self.INDEPENDENT_SAFE:
                 raise IncompatiblePluginsError(

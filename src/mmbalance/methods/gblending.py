@@ -35,7 +35,7 @@ from typing import Dict, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..engine.plugin import IncompatiblePluginsError, Plugin
+from ..engine.plugin import Plugin
 from ..engine.samplers import IndexListOrder
 from ..registry import METHODS
 
@@ -143,11 +143,6 @@ class GBlending(Plugin):
         self.last_estimate: Dict[str, Dict[str, float]] = {}
 
     # ------------------------------------------------------------------ setup
-    def check_compatible(self, plugins):
-        for p in plugins:
-            if p.name == "unimodal":
-                raise IncompatiblePluginsError("'gblending' blends several heads; it cannot run with 'unimodal'")
-
     def configure_model(self, trainer, model):
         if model.fusion is None:
             raise ValueError("gblending needs a fusion head (at least two modalities); "

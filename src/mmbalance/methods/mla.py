@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.plugin import IncompatiblePluginsError, Plugin
+from ..engine.plugin import Plugin
 from ..registry import METHODS
 
 
@@ -142,12 +142,6 @@ class MLA(Plugin):
         self._num_batches = 1
 
     # ------------------------------------------------------------------ setup
-    def check_compatible(self, plugins):
-        for p in plugins:
-            if p.name == "unimodal":
-                raise IncompatiblePluginsError("'mla' alternates over several modalities; it cannot run with "
-                                               "'unimodal'")
-
     def configure_model(self, trainer, model):
         mods = list(trainer.active_modalities)
         if len(mods) < 2:

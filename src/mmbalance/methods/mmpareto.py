@@ -21,7 +21,7 @@ import torch
 
 from ..engine.plugin import Plugin
 from ..registry import METHODS
-from .ogm_ge import EpochMeans, check_window, in_window, option_error, reject_step_override
+from .ogm_ge import EpochMeans, check_window, in_window, option_error
 
 
 # =============================================================================== the math
@@ -81,6 +81,8 @@ class MMPareto(Plugin):
     unimodal gradient); per step the series ``mmpareto/<m>/cos``. No state across steps.
     """
 
+    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+
     wants_unimodal_loss = True
     priority = 60
 
@@ -93,9 +95,6 @@ class MMPareto(Plugin):
         self.modulation_ends = modulation_ends
         self._means = EpochMeans()
         self._pending = None
-
-    def check_compatible(self, plugins) -> None:
-        reject_step_override(self.name, plugins)
 
     def on_fit_start(self, trainer) -> None:
         mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
-from ..engine.plugin import IncompatiblePluginsError, Plugin
+from ..engine.plugin import Plugin
 from ..registry import METHODS
 
 
@@ -63,16 +63,6 @@ def select_params(module: torch.nn.Module, which: str) -> List[torch.nn.Paramete
     if which == "all":
         return ps
     raise ValueError(f"parameter set must be one of {PARAM_SETS}, got {which!r}")
-
-
-def reject_step_override(method: str, plugins) -> None:
-    """Loss- and gradient-level methods act inside the default step; a plug-in that replaces the step
-    (MLA, ReconBoost) would silently bypass them."""
-    stepping = [p.name for p in plugins if p.overrides_step]
-    if stepping:
-        raise IncompatiblePluginsError(
-            f"{method!r} modulates the default training step, but {stepping[0]!r} replaces that step; "
-            f"they cannot be stacked")
 
 
 class EpochMeans:
@@ -216,6 +206,8 @@ class OGMGE(Plugin):
     means (``plugins``), plus ``ogm/active`` (1 inside the window).
     """
 
+    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+
     def __init__(self, alpha: float = 0.8, ge: bool = True, modulation_starts: int = 0,
                  modulation_ends: Optional[int] = 50, params: str = "weights", coeff_form: str = "paper",
                  score_from: str = "fusion"):
@@ -240,9 +232,6 @@ class OGMGE(Plugin):
         self.score_from = score_from
         self._means = EpochMeans()
         self._params: Dict[str, List[torch.nn.Parameter]] = {}
-
-    def check_compatible(self, plugins) -> None:
-        reject_step_override(self.name, plugins)
 
     def on_fit_start(self, trainer) -> None:
         mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]

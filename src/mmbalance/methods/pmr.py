@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..engine.plugin import Plugin
 from ..engine.samplers import epoch_generator
 from ..registry import METHODS
-from .ogm_ge import EpochMeans, check_window, in_window, option_error, reject_step_override
+from .ogm_ge import EpochMeans, check_window, in_window, option_error
 
 RULES = ("step", "clip")
 
@@ -121,6 +121,8 @@ class PMR(Plugin):
     State (checkpointed): the prototypes.
     """
 
+    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+
     def __init__(self, alpha: float = 0.6, momentum: float = 0.5, proto_fraction: float = 0.1, rule: str = "step",
                  entropy_weight: float = 0.01, entropy_epochs: int = 10, modulation_starts: int = 0,
                  modulation_ends: Optional[int] = None):
@@ -153,9 +155,6 @@ class PMR(Plugin):
         self.prototypes: Optional[Dict[str, torch.Tensor]] = None
         self.updates = 0
         self._means = EpochMeans()
-
-    def check_compatible(self, plugins) -> None:
-        reject_step_override(self.name, plugins)
 
     def on_fit_start(self, trainer) -> None:
         mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.plugin import IncompatiblePluginsError, Plugin
+from ..engine.plugin import Plugin
 from ..registry import METHODS
 
 
@@ -167,12 +167,6 @@ class ReconBoost(Plugin):
         self._epoch_steps: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
-    def check_compatible(self, plugins):
-        for p in plugins:
-            if p.name == "unimodal":
-                raise IncompatiblePluginsError("'reconboost' alternates over several modalities; it cannot run "
-                                               "with 'unimodal'")
-
     def configure_model(self, trainer, model):
         mods = list(trainer.active_modalities)
         if len(mods) < 2:

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.plugin import IncompatiblePluginsError, Plugin
+from ..engine.plugin import Plugin
 from ..engine.samplers import EpochOrder, epoch_generator
 from ..registry import METHODS
 
@@ -144,6 +144,8 @@ class SMV(Plugin):
     ``smv/difference``.
     """
 
+    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+
     replaces = "order"
 
     def __init__(self, level: str = "sample", warmup: int = 5, every: int = 1, part_ratio: float = 0.2,
@@ -167,14 +169,6 @@ class SMV(Plugin):
         self._active: List[int] = []
 
     # ------------------------------------------------------------------ setup
-    def check_compatible(self, plugins):
-        for p in plugins:
-            if p.name == "unimodal":
-                raise IncompatiblePluginsError("'smv' values several modalities; it cannot run with 'unimodal'")
-            if p.overrides_step:
-                raise IncompatiblePluginsError(
-                    f"'smv' re-weights the fused loss of the default step, but {p.name!r} replaces the step")
-
     def configure_model(self, trainer, model):
         if model.fusion is None:
             raise ValueError(f"smv values modalities through the fusion head; the model has none "
