@@ -43,3 +43,42 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def load_metrics(run):
+    """The epoch records of a run's metrics.jsonl (strict: every line must parse)."""
+    import json
+
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _without_timings(record):
+    record = dict(record)
+    record.pop("time", None)
+    record["train"] = {k: v for k, v in record["train"].items() if k != "time_s"}
+    record["plugins"] = {k: v for k, v in record.get("plugins", {}).items() if not k.endswith("time_s")}
+    return record
+
+
+def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4):
+    """Train ``epochs`` epochs uninterrupted; train again but interrupt at the start of epoch ``crash_at``
+    and resume from ``last.pt``. Every epoch record (timings aside) and the summary must be identical.
+    Returns the uninterrupted run's records for further checks."""
+    from mmbalance import Trainer
+    from mmbalance.methods import build_plugins
+
+    over = [*overrides, f"train.epochs={epochs}"]
+    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
+    cfg = make_cfg(*over, out=tmp_path / "cut")
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(cfg, plugins=build_plugins(cfg) + [Crash(crash_at)]).fit()
+    assert len(load_metrics(tmp_path / "cut")) == crash_at
+    resumed = Trainer(cfg).fit(resume=True)
+    a, b = load_metrics(tmp_path / "full"), load_metrics(tmp_path / "cut")
+    assert len(a) == len(b) == epochs
+    for ra, rb in zip(a, b):
+        assert _without_timings(ra) == _without_timings(rb)
+    for s in (full, resumed):
+        s.pop("wall_time_s")
+    assert full == resumed
+    return a

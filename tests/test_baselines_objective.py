@@ -9,7 +9,7 @@ from torch import nn
 
 from mmbalance import Trainer
 from mmbalance.engine.samplers import RandomOrder
-from mmbalance.methods import METHODS, build_plugins
+from mmbalance.methods import METHODS
 from mmbalance.methods.gblending import GBlending, IndexListOrder, blend_weights, stratified_holdout
 from mmbalance.methods.mla import MLA, code_alpha, entropy_weights, owm_update, project_gradient
 from mmbalance.methods.reconboost import ReconBoost, consolidation_term, reconcilement_loss
@@ -18,13 +18,10 @@ from mmbalance.methods.smv import (SMV, ResampledOrder, fused_correct_by_subset,
 from mmbalance.models.fusion import ConcatFusion
 from mmbalance.models.net import MultimodalNet
 
-from conftest import make_cfg
+from conftest import assert_resume_is_exact, load_metrics, make_cfg
+
 
 SMALL = ["data.options.n=300"]
-
-
-def _metrics(run):
-    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 # ============================================================================= G-Blending
@@ -92,7 +89,7 @@ def test_gblending_in_the_loop(tmp_path):
                    "method_args.gblending.probe_epochs=1", *SMALL, out=tmp_path / "g")
     t = Trainer(cfg)
     t.fit()
-    lines = _metrics(tmp_path / "g")
+    lines = load_metrics(tmp_path / "g")
     plug = [l["plugins"] for l in lines]
     assert "gblending/G/a" in plug[0] and "gblending/G/a" not in plug[1] and "gblending/G/a" in plug[2]
     for p in plug:
@@ -200,7 +197,7 @@ def test_mla_in_the_loop(tmp_path):
     m = t.model
     assert m.heads["a"] is m.heads["b"] and m.fusion is None
     assert not torch.equal(w_before, m.heads["a"].weight)
-    lines = _metrics(tmp_path / "m")
+    lines = load_metrics(tmp_path / "m")
     steps = lines[0]["train"]["steps"]
     assert lines[-1]["plugins"]["mla/updates"] == 2 * 2 * steps  # one projector update per modality step
     assert lines[1]["plugins"]["mla/projector_trace"] < lines[0]["plugins"]["mla/projector_trace"] < 1.0
@@ -252,7 +249,7 @@ def test_reconboost_in_the_loop(tmp_path):
     cfg = make_cfg("method=reconboost", "train.epochs=4", *SMALL, out=tmp_path / "r")
     t = Trainer(cfg)
     t.fit()
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     p = [l["plugins"] for l in lines]
     # stage 0 = epochs 0 (learn a) + 1 (rectify); stage 1 = epochs 2 (learn b) + 3 (rectify)
     assert [x["reconboost/ensemble_size"] for x in p] == [1, 1, 2, 2]
@@ -395,7 +392,7 @@ def test_smv_in_the_loop(tmp_path, level):
                    *SMALL, out=tmp_path / level)
     t = Trainer(cfg)
     t.fit()
-    lines = _metrics(tmp_path / level)
+    lines = load_metrics(tmp_path / level)
     n = len(t.splits.train)
     assert lines[0]["train"]["samples"] == n and "smv/extra_total" not in lines[0]["plugins"]
     for l in lines[1:]:
@@ -418,7 +415,7 @@ FAST = {"gblending": ["method_args.gblending.probe_epochs=1"], "smv": ["method_a
 def test_three_views_of_mfeat(tmp_path, method):
     s = Trainer(make_cfg(f"method={method}", *MFEAT, *FAST[method], out=tmp_path / method)).fit()
     assert set(s["test"]["modality_acc"]) == {"pix", "fou", "zer"} and s["test"]["acc"] > 0.2  # 10 classes: chance is 0.1
-    plug = _metrics(tmp_path / method)[0]["plugins"]
+    plug = load_metrics(tmp_path / method)[0]["plugins"]
     if method == "gblending":
         assert {"gblending/w/pix", "gblending/w/fou", "gblending/w/zer", "gblending/w/fused"} <= set(plug)
     if method == "smv":
@@ -435,9 +432,6 @@ def test_step_replacing_methods_cannot_stack():
         Trainer(make_cfg("method=gblending+smv", *SMALL))
 
 
-from conftest import Crash  # noqa: E402
-
-
 RESUME = {"gblending": ["method_args.gblending.super_epoch=2", "method_args.gblending.probe_epochs=1"],
           "mla": [], "reconboost": ["method_args.reconboost.stage_epochs=1.5"],
           "smv": ["method_args.smv.warmup=1", "method_args.smv.every=2"]}
@@ -445,21 +439,7 @@ RESUME = {"gblending": ["method_args.gblending.super_epoch=2", "method_args.gble
 
 @pytest.mark.parametrize("method", ["gblending", "mla", "reconboost", "smv"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
-    over = [f"method={method}", "train.epochs=4", *SMALL, *RESUME[method]]
-    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
-    cfg = make_cfg(*over, out=tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, plugins=build_plugins(cfg) + [Crash(3)]).fit()
-    resumed = Trainer(cfg).fit(resume=True)
-    a, b = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
-    assert len(a) == len(b) == 4
-    for ra, rb in zip(a, b):
-        for r in (ra, rb):
-            r["train"].pop("time_s"), r.pop("time", None)
-        assert ra == rb
-    for s in (full, resumed):
-        s.pop("wall_time_s"), s.pop("time", None)
-    assert full == resumed
+    assert_resume_is_exact(tmp_path, [f"method={method}", *SMALL, *RESUME[method]], crash_at=3)
 
 
 def test_registered():

@@ -1,5 +1,4 @@
 """BSS: the measurer on hand-made predictions, pacing, samplers, code-compat rule, the real loop, resume."""
-import json
 import math
 import os
 
@@ -15,13 +14,10 @@ from mmbalance.methods.bss import (_SALT_L, BiasedOrder, CurriculumOrder, balanc
                                    ema_update, mean_pairwise_cosine, pacing, parse_criteria, per_sample_criteria,
                                    prefix_size, sampling_probabilities, spearman, summarize_scores)
 
-from conftest import make_cfg
+from conftest import assert_resume_is_exact, free_port as _free_port, load_metrics, make_cfg
+
 
 SMALL = ["data.options.n=240"]
-
-
-def _metrics(run):
-    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def _logits(*probs):
@@ -61,6 +57,7 @@ def test_balance_score_is_sim_norm_minus_loss_norm_by_hand():
     assert balance_scores({"a": A, "b": B}, Y, criteria="pred_sim").tolist() == pytest.approx([1, 0, 1])
     assert balance_scores({"a": A, "b": B}, Y, criteria=["loss"]).tolist() == pytest.approx(
         [-loss_norm0, -1, 0], abs=1e-6)
+
 
 
 def test_fused_head_and_loss_weights_by_hand():
@@ -229,7 +226,7 @@ def test_bss_h_trains_on_the_growing_prefix_of_the_ranking(tmp_path):
     n = len(tr.splits.train)
     assert torch.allclose(bss.scores, vis.ref[0], atol=1e-5)  # scored at init, eval mode
     assert torch.equal(bss.ranking, torch.argsort(bss.scores, descending=True, stable=True))  # balanced first
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     used = []
     for e, line in enumerate(lines):
         m = prefix_size(n, pacing(e + 1, 0.1, 3))
@@ -253,7 +250,7 @@ def test_bss_h_warmup_scores_after_w_epochs(tmp_path):
     tr = Trainer(cfg, plugins=build_plugins(cfg) + [vis])
     tr.fit()
     n = len(tr.splits.train)
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     assert [l["train"]["steps"] for l in lines] == [-(-n // 32), -(-prefix_size(n, 0.1) // 32),
                                                      -(-prefix_size(n, pacing(1, 0.1, 2)) // 32)]
     assert tr.plugin("bss-h").scored_epoch == 1 and torch.allclose(tr.plugin("bss-h").scores, vis.ref[1], atol=1e-5)
@@ -271,7 +268,7 @@ def test_bss_l_rescores_smooths_and_visits_everything(tmp_path):
         want = vis.ref[0] if e == 0 else 0.4 * snap.states[e - 1]["s_hat"] + 0.6 * vis.ref[e]
         assert torch.allclose(st["s_hat"], want, atol=1e-5)
         assert sorted(vis.idx[e]) == list(range(n))  # biased permutation: every sample once
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     assert all(l["plugins"]["bss-l/rescored"] == 1 for l in lines)
     assert lines[0]["plugins"]["bss-l/score_mean"] != lines[2]["plugins"]["bss-l/score_mean"]
     assert 0 < lines[1]["plugins"]["bss-l/ess_fraction"] <= 1 and "bss-l/rank_corr_prev" in lines[1]["plugins"]
@@ -283,7 +280,7 @@ def test_bss_l_rescores_smooths_and_visits_everything(tmp_path):
 def test_bss_l_every_E_epochs(tmp_path):
     cfg = make_cfg(*SMALL, "method=bss-l", "train.epochs=3", "method_args.bss-l.E=2", out=tmp_path / "r")
     Trainer(cfg).fit()
-    assert [l["plugins"]["bss-l/rescored"] for l in _metrics(tmp_path / "r")] == [1, 0, 1]
+    assert [l["plugins"]["bss-l/rescored"] for l in load_metrics(tmp_path / "r")] == [1, 0, 1]
 
 
 def test_previous_epoch_statistics_equal_a_pass_when_weights_are_frozen(tmp_path):
@@ -293,7 +290,7 @@ def test_previous_epoch_statistics_equal_a_pass_when_weights_are_frozen(tmp_path
     vis, snap = Visits(), Snap("bss-l")
     tr = Trainer(cfg, plugins=build_plugins(cfg) + [vis, snap])
     tr.fit()
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     assert [l["plugins"]["bss-l/score_from_pass"] for l in lines] == [1, 0]
     assert torch.allclose(snap.states[1]["last_scores"], vis.ref[1], atol=1e-4)
 
@@ -315,22 +312,7 @@ def test_previous_epoch_with_nested_dus_batches(tmp_path):
     cfg = make_cfg(*SMALL, "method=bss-l+dus-h", "train.epochs=2", "method_args.bss-l.score_source=previous_epoch",
                    out=tmp_path / "r")
     Trainer(cfg).fit()
-    assert _metrics(tmp_path / "r")[1]["plugins"]["bss-l/score_from_pass"] == 0
-
-
-class Crash(Plugin):
-    name = "crash"
-
-    def on_epoch_start(self, t, epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-
-def _strip(line):
-    line.pop("time")
-    line["train"].pop("time_s")
-    line["plugins"] = {k: v for k, v in line["plugins"].items() if not k.endswith("score_time_s")}
-    return line
+    assert load_metrics(tmp_path / "r")[1]["plugins"]["bss-l/score_from_pass"] == 0
 
 
 @pytest.mark.parametrize("method,extra", [
@@ -338,23 +320,10 @@ def _strip(line):
     ("bss-h", ["method_args.bss-h.score_at=1", "method_args.bss-h.T_grow=3"]),
 ])
 def test_interrupted_and_resumed_run_is_identical(tmp_path, method, extra):
-    over = [*SMALL, f"method={method}", "train.epochs=4", *extra]
-    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
-    cfg = make_cfg(*over, out=tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, plugins=build_plugins(cfg) + [Crash()]).fit()
-    resumed = Trainer(cfg).fit(resume=True)
-    a, b = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
-    assert len(a) == len(b) == 4
-    for ra, rb in zip(a, b):
-        assert _strip(ra) == _strip(rb)
-    full.pop("wall_time_s"), resumed.pop("wall_time_s")
-    assert full == resumed
+    assert_resume_is_exact(tmp_path, [*SMALL, f"method={method}", *extra], crash_at=2)
 
 
 # ----------------------------------------------------------------------------- DDP (2 ranks, gloo)
-from conftest import free_port as _free_port  # noqa: E402
-
 
 DDP_OVER = ["train.epochs=2", "data.options.n=240", "method=bss-l", "method_args.bss-l.score_source=previous_epoch"]
 
@@ -380,4 +349,4 @@ def test_two_rank_bss_l_matches_one_rank(tmp_path):
         assert torch.allclose(one["model"][k].float(), two["model"][k].float(), atol=1e-4), k
     s1, s2 = one["plugins"]["bss-l"]["s_hat"], two["plugins"]["bss-l"]["s_hat"]
     assert torch.allclose(s1, s2, atol=1e-4)
-    assert _metrics(tmp_path / "two")[1]["plugins"]["bss-l/score_from_pass"] == 0
+    assert load_metrics(tmp_path / "two")[1]["plugins"]["bss-l/score_from_pass"] == 0

@@ -7,12 +7,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import make_cfg
+from conftest import free_port as _free_port, make_cfg
 
 OVERRIDES = ["train.epochs=2", "train.batch_size=32", "data.options.n=240", "eval.probe=false"]
 
 
-from conftest import free_port as _free_port  # noqa: E402
 
 
 def _worker(rank, world, port, out, method):

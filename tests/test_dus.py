@@ -12,11 +12,7 @@ from mmbalance.methods import METHODS, build_plugins
 from mmbalance.methods.dus import (DUSBatcher, Reinforce, allocate_sizes, discounted_returns, discrepancy,
                                    heuristic_sizes, imbalance, update_running_score)
 
-from conftest import make_cfg
-
-
-def _metrics(run):
-    return [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+from conftest import assert_resume_is_exact, load_metrics, make_cfg
 
 
 # ----------------------------------------------------------------------------- scores
@@ -187,7 +183,7 @@ def test_nested_batches_reach_the_model_with_the_requested_sizes(tmp_path):
     cfg = make_cfg("method=dus-h", "train.epochs=3", out=tmp_path / "r")
     insp = Inspector()
     Trainer(cfg, plugins=build_plugins(cfg) + [insp]).fit()
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     logged = [dict(zip(["a", "b"], ab)) for l in lines
               for ab in zip(l["steps"]["dus/n/a"], l["steps"]["dus/n/b"])]
     assert [{k: int(v) for k, v in d.items()} for d in logged] == insp.rows
@@ -225,7 +221,7 @@ def test_logged_s_hat_matches_the_recursion(tmp_path):
     Trainer(cfg, plugins=build_plugins(cfg) + [sc]).fit()
     s = torch.stack(sc.s)
     expected = torch.cumsum(s, 0) / torch.arange(1, len(s) + 1)[:, None]
-    line = _metrics(tmp_path / "r")[0]
+    line = load_metrics(tmp_path / "r")[0]
     assert line["steps"]["dus/s_hat/a"] == pytest.approx(expected[:, 0].tolist(), abs=1e-6)
     assert line["steps"]["dus/s_hat/b"] == pytest.approx(expected[:, 1].tolist(), abs=1e-6)
 
@@ -233,34 +229,17 @@ def test_logged_s_hat_matches_the_recursion(tmp_path):
 def test_update_every_keeps_sizes_between_decisions(tmp_path):
     cfg = make_cfg("method=dus-h", "method_args.dus-h.update_every=4", "train.epochs=1", out=tmp_path / "r")
     Trainer(cfg).fit()
-    n = _metrics(tmp_path / "r")[0]["steps"]["dus/n/a"][:-1]  # the last step is scaled to the budget
+    n = load_metrics(tmp_path / "r")[0]["steps"]["dus/n/a"][:-1]  # the last step is scaled to the budget
     for k in range(0, len(n), 4):
         assert len(set(n[k:k + 4])) == 1
 
 
-from conftest import Crash  # noqa: E402
-
-
 @pytest.mark.parametrize("method", ["dus-h", "dus-rl"])
 def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
-    over = [f"method={method}", "train.epochs=4", f"method_args.{method}.ema_momentum=0.9"]
+    over = [f"method={method}", f"method_args.{method}.ema_momentum=0.9"]
     if method == "dus-rl":
         over += ["method_args.dus-rl.policy_update_every=3", "method_args.dus-rl.reward_scores=window"]
-    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
-    cfg = make_cfg(*over, out=tmp_path / "cut")
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, plugins=build_plugins(cfg) + [Crash(2)]).fit()
-    t = Trainer(cfg)
-    resumed = t.fit(resume=True)
-    a, b = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
-    assert len(a) == len(b) == 4
-    for ra, rb in zip(a, b):
-        for r in (ra, rb):
-            r["train"].pop("time_s"), r.pop("time", None)
-        assert ra == rb
-    for s in (full, resumed):
-        s.pop("wall_time_s"), s.pop("time", None)
-    assert full == resumed
+    a = assert_resume_is_exact(tmp_path, over, crash_at=2)
     if method == "dus-rl":
         assert a[-1]["plugins"]["dus/policy_updates"] >= 2  # the policy really trained across the cut
         assert len(set(a[-1]["steps"]["dus/n/a"])) > 1
@@ -274,7 +253,7 @@ def test_dus_rl_policy_acts_after_warmup(tmp_path):
     tr.fit()
     after = tr.plugins[0].rl.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     assert "dus/reward" not in lines[0]["plugins"] and "dus/reward" in lines[2]["plugins"]
     for l in lines:  # budget preserved under the policy too
         assert sum(l["steps"]["dus/n/a"]) + sum(l["steps"]["dus/n/b"]) == 2 * 420
@@ -312,7 +291,7 @@ def test_dus_stacks_on_host_methods(tmp_path, host):
         return
     s = Trainer(cfg, plugins=build_plugins(cfg) + ([insp] if not any(p.overrides_step for p in plugins) else [])).fit()
     assert 0 <= s["test"]["acc"] <= 1
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     assert len(lines[-1]["steps"]["dus/n/a"]) == lines[-1]["train"]["steps"]
 
 
@@ -329,7 +308,7 @@ def test_step_replacing_host_still_feeds_the_scores(tmp_path):
 
     cfg = make_cfg("method=dus-h", "train.epochs=1", out=tmp_path / "r")
     Trainer(cfg, plugins=build_plugins(cfg) + [OwnStep()]).fit()
-    line = _metrics(tmp_path / "r")[0]
+    line = load_metrics(tmp_path / "r")[0]
     assert len(line["steps"]["dus/s_hat/a"]) == line["train"]["steps"] and len(set(line["steps"]["dus/n/b"])) > 1
 
 
@@ -352,7 +331,7 @@ def test_plots_and_sweep(tmp_path):
     cfg = json.loads((tmp_path / "sw" / "sweep.json").read_text())
     assert [c["batch_size"] for c in cfg["cells"]] == [16, 32] and all(c["n"] == 1 for c in cfg["cells"])
 
-    series, starts = step_series(_metrics(run))
+    series, starts = step_series(load_metrics(run))
     assert set(series["n"]) == {"a", "b"} and starts == [0]
     files = plot(run, tmp_path / "plots")
     assert [pathlib.Path(f).name for f in files] == ["dus_batch_sizes.png", "dus_scores.png"]

@@ -10,7 +10,7 @@ from mmbalance.engine.plugin import IncompatiblePluginsError, check_plugins
 from mmbalance.engine.samplers import EpochBatchSampler, FixedBatcher, RandomOrder
 from mmbalance.methods import build_plugins
 
-from conftest import make_cfg
+from conftest import assert_resume_is_exact, load_metrics, make_cfg
 
 
 class Recorder(Plugin):
@@ -87,30 +87,9 @@ def test_plugins_run_in_priority_order():
     assert order == ["early", "mid", "late"]
 
 
-def _metrics(path):
-    return [json.loads(l) for l in (path / "metrics.jsonl").read_text().splitlines()]
-
-
-from conftest import Crash  # noqa: E402
-
-
 def test_interrupted_then_resumed_run_is_identical(tmp_path):
-    over = ["train.epochs=4", "method=joint-aux", "model.encoder_args.dropout=0.2", "optim.scheduler=cosine"]
-    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
-    cfg = make_cfg(*over, out=tmp_path / "cut")
-    plugins = build_plugins(cfg) + [Crash(2)]
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, plugins=plugins).fit()
-    assert len(_metrics(tmp_path / "cut")) == 2
-    resumed = Trainer(cfg).fit(resume=True)
-    a, b = _metrics(tmp_path / "full"), _metrics(tmp_path / "cut")
-    assert len(b) == 4
-    for ra, rb in zip(a, b):
-        for r in (ra, rb):
-            r["train"].pop("time_s"), r.pop("time")
-        assert ra == rb
-    full.pop("wall_time_s"), resumed.pop("wall_time_s")
-    assert full == resumed
+    over = ["method=joint-aux", "model.encoder_args.dropout=0.2", "optim.scheduler=cosine"]
+    assert_resume_is_exact(tmp_path, over, crash_at=2)
 
 
 def test_plugin_state_round_trips_through_checkpoint(tmp_path):
@@ -152,7 +131,7 @@ def test_non_finite_loss_checked_per_epoch_mode(tmp_path):
 
 def test_best_checkpoint_selected_on_validation(tmp_path):
     s = Trainer(make_cfg("train.epochs=3", "eval.probe=true", out=tmp_path / "r")).fit()
-    lines = _metrics(tmp_path / "r")
+    lines = load_metrics(tmp_path / "r")
     val = [l["val"]["acc"] for l in lines]
     assert s["best_epoch"] == max(range(3), key=lambda i: (val[i], -i))
     assert math.isclose(s["val"]["acc"], val[s["best_epoch"]], abs_tol=1e-6)
