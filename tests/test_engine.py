@@ -139,6 +139,7 @@ def test_best_checkpoint_selected_on_validation(tmp_path):
     for split in ("val", "test"):
         assert set(summary[split]) >= {"acc", "macro_f1", "map", "modality_acc"}
         assert set(summary[split]["modality_acc"]) == {"a", "b"}
+        assert set(summary[split]["share_acc"]) == {"a", "b"}  # concat fusion: per-modality shares
     assert set(summary["probe"]["a"]) == {"trained", "floor"}
     assert 0 <= summary["probe"]["b"]["floor"] <= 1
     assert summary["wall_time_s"] > 0 and (tmp_path / "r" / "best.pt").exists()

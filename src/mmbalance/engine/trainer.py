@@ -375,17 +375,23 @@ class Trainer:
     @torch.no_grad()
     def collect(self, split: str, features: bool = False, modalities: Optional[List[str]] = None):
         """Run the model over a split in order (evaluation transforms). Returns a dict with ``y``,
-        ``logits`` (per modality), ``fused`` and, if ``features``, ``features`` (per modality)."""
+        ``logits`` (per modality), ``fused``, ``shares`` (each modality's additive share of the fused
+        logits, when the fusion has ``modality_logits``: concat, sum) and, if ``features``, ``features``."""
         was_training = self.model.training
         self.model.eval()
         self.set_split_mode(split, False)
-        ys, fused, logits, feats, preds = [], [], {}, {}, []
+        ys, fused, logits, feats, preds, shares = [], [], {}, {}, [], {}
+        share_fn = getattr(self.model.fusion, "modality_logits", None)
         for batch in self.eval_loader(split, modalities):
             batch = self.to_device(batch, split, train=False)
             out = self.forward(batch["inputs"])
             ys.append(batch["y"])
             if out.fused is not None:
                 fused.append(out.fused.float())
+                if share_fn is not None:
+                    with self.autocast():
+                        for m, z in share_fn(out.paired_features()).items():
+                            shares.setdefault(m, []).append(z.float())
             preds.append(self.predict(out).float())
             for m, z in out.logits.items():
                 logits.setdefault(m, []).append(z.float())
@@ -393,7 +399,8 @@ class Trainer:
                     feats.setdefault(m, []).append(out.features[m].float())
         self.model.train(was_training)  # train_epoch switches the train source back to training transforms
         res = {"y": torch.cat(ys).cpu(), "logits": {m: torch.cat(v).cpu() for m, v in logits.items()},
-               "fused": torch.cat(fused).cpu() if fused else None, "pred": torch.cat(preds).cpu()}
+               "fused": torch.cat(fused).cpu() if fused else None, "pred": torch.cat(preds).cpu(),
+               "shares": {m: torch.cat(v).cpu() for m, v in shares.items()}}
         if features:
             res["features"] = {m: torch.cat(v).cpu() for m, v in feats.items()}
         return res
@@ -418,6 +425,8 @@ class Trainer:
         m = classification_metrics(r["pred"], r["y"], self.num_classes)
         m["loss"] = float(F.cross_entropy(r["pred"], r["y"])) if len(r["y"]) else float("nan")
         m["modality_acc"] = {k: accuracy(z, r["y"]) for k, z in r["logits"].items()}
+        # accuracy of each modality's share of the fused head (OGM-GE's per-modality measure; concat/sum)
+        m["share_acc"] = {k: accuracy(z, r["y"]) for k, z in r["shares"].items()}
         return m
 
     def extract_features(self, split: str, modalities: Optional[List[str]] = None):
@@ -645,7 +654,7 @@ class _DictOutput(torch.nn.Module):
 
 
 def _public(m: Dict[str, Any]) -> Dict[str, Any]:
-    return {k: m[k] for k in ("acc", "macro_f1", "map", "modality_acc", "loss")}
+    return {k: m[k] for k in ("acc", "macro_f1", "map", "modality_acc", "share_acc", "loss")}
 
 
 def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
