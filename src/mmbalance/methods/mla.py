@@ -43,7 +43,7 @@ def owm_update(P: torch.Tensor, r: torch.Tensor, alpha: float, normalize: bool =
     """One OWM/RLS step: ``P − (P rᵀ)(P rᵀ)ᵀ / (α + r P rᵀ)`` for a feature row ``r`` (``[d]`` or ``[1, d]``)."""
     r = r.reshape(1, -1).to(P.dtype)
     k = P @ r.t()
-    P = P - (k @ k.t()) / (alpha + float(r @ k))
+    P = P - (k @ k.t()) / (alpha + r @ k)  # a 0-d tensor: no host sync per step
     if normalize:
         P = P / torch.linalg.norm(P)
     return P
