@@ -106,7 +106,7 @@ def prepare(args) -> dict:
     Videos are cut to the gesture's ``[start, end)`` frames with ffmpeg (every frame kept: ``--fps 0``
     is implied for NVGesture, whose clips are short).
     """
-    from .preprocess import copy_images, ffmpeg_binary, frames_command, run_command, run_jobs
+    from .preprocess import copy_flow, copy_images, ffmpeg_binary, frames_command, run_command, run_jobs
 
     raw, out = Path(args.raw), Path(args.out)
     split_dir = Path(args.splits) if args.splits else raw
@@ -147,11 +147,7 @@ def prepare(args) -> dict:
             run_command(frames_command(vid, dst, 0, args.frame_height, ffmpeg=ffmpeg_binary(), frame_range=rng),
                         f"{mod} frames of {vid}")
         if flow_root is not None:
-            for comp in ("u", "v"):
-                src = flow_root / comp / name
-                if not src.is_dir():
-                    src = flow_root / name / comp
-                copy_images(src, out / "flow" / comp / name, args.link)
+            copy_flow(flow_root, name, out, args.link)
         return "done"
 
     for r in items:

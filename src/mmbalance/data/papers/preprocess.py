@@ -147,6 +147,16 @@ def copy_images(src_dir: Path, dst_dir: Path, link: bool = False) -> int:
     return len(files)
 
 
+def copy_flow(flow_root: Path, name: str, out: Path, link: bool = False) -> None:
+    """Copy pre-computed optical flow of clip ``name`` into ``out/flow/{u,v}/name``. Accepts both common
+    layouts: ``flow_root/{u,v}/name`` and ``flow_root/name/{u,v}``."""
+    for comp in ("u", "v"):
+        src = flow_root / comp / name
+        if not src.is_dir():
+            src = flow_root / name / comp
+        copy_images(src, out / "flow" / comp / name, link)
+
+
 def copy_file(src: Path, dst: Path, link: bool = False) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     if dst.exists():
@@ -255,4 +265,5 @@ def check_files(root: Path, manifest: Dict[str, Any], hashes: bool = True, worke
 
 
 __all__ = ["MANIFEST", "ffmpeg_binary", "frames_command", "audio_command", "run_command", "run_jobs", "copy_images",
+           "copy_flow",
            "copy_file", "save_array", "list_tree", "write_manifest", "read_manifest", "check_files"]

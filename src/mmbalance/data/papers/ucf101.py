@@ -94,7 +94,7 @@ def _add_arguments(p):
 def prepare(args) -> dict:
     """UCF-101 videos (or RGB frame folders) + ucfTrainTestlist + pre-computed flow -> the canonical layout."""
     from .av import index_raw
-    from .preprocess import copy_images, ffmpeg_binary, frames_command, run_command, run_jobs
+    from .preprocess import copy_flow, copy_images, ffmpeg_binary, frames_command, run_command, run_jobs
 
     raw, out = Path(args.raw), Path(args.out)
     split_dir = Path(args.splits) if args.splits else raw
@@ -120,11 +120,7 @@ def prepare(args) -> dict:
                 run_command(frames_command(idx.videos[name], dst, args.fps, args.frame_height, ffmpeg=ffmpeg_binary()),
                             f"frames of {idx.videos[name]}")
         if flow_root is not None:
-            for comp in ("u", "v"):
-                src = flow_root / comp / name
-                if not src.is_dir():
-                    src = flow_root / name / comp
-                copy_images(src, out / "flow" / comp / name, args.link)
+            copy_flow(flow_root, name, out, args.link)
         return "done"
 
     todo = []
