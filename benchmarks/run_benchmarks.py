@@ -7,13 +7,18 @@ One run on whatever device it finds; every number is a ratio measured in that sa
   (b) joint      `joint` through the Trainer, from a CREMA-D-shaped dataset prepared on disk
                  (uint8 frames + float16 spectrograms as .npy, memory-mapped, made resident on the device,
                  augmented in batches on the device)
-  (c) plug-ins   diagnose-relearn (diagnosis cost amortised over H=20 epochs), bss-l, dus-h stacked on it
+  (c) plug-ins   diagnose-relearn (diagnosis cost amortised over H=20 epochs; also diagnosis without
+                 re-initialisation), bss-l (and its previous_epoch statistics), dus-h (and in size steps of 8)
+  (b again)      joint once more after (c): the drift of the device over the run
   (ref) naive    a per-sample PIL decode + augment DataLoader over JPEG frames, as the official loops do
 
 CREMA-D shape: 6,698 clips x (2 frames 3x224x224 + a 1x257x188 log-spectrogram), 6 classes, two
 ResNet-18s from scratch, concat fusion, SGD, batch 64. On CPU the same benchmark runs with small sizes.
 
-    python benchmarks/run_benchmarks.py [--n 6698] [--epochs 3] [--compile] [--json out.json]
+    python benchmarks/run_benchmarks.py [--n 6698] [--epochs 3] [--compile] [--layout npy|cremad] [--json out.json]
+
+With ``--compile`` the model is ``torch.compile(mode="reduce-overhead")``-d (CUDA graphs on a GPU) in (a),
+(b) and (c), the eager floor is measured as well, and every line names the graphs compiled for it.
 """
 from __future__ import annotations
 
@@ -127,14 +132,22 @@ def base_cfg(args, dev) -> Config:
     ])
 
 
-def floor(args, dev, shapes):
+def compiled_graphs() -> int:
+    """Graphs torch.compile has produced so far in this process (0 when dynamo is not loaded)."""
+    if "torch._dynamo" not in sys.modules:
+        return 0
+    from torch._dynamo.utils import counters
+    return int(counters["stats"]["unique_graphs"])
+
+
+def floor(args, dev, shapes, compile_mode=None):
     """(a) fwd + bwd + step on resident, already-augmented tensors: the compute floor."""
     cfg = base_cfg(args, dev)
     torch.manual_seed(0)
     model = build_model(cfg.model, shapes, 6).to(dev)
     if dev.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    call = torch.compile(model, mode="reduce-overhead") if args.compile else model
+    call = torch.compile(model, mode=compile_mode) if compile_mode else model
     opt = torch.optim.SGD(model.parameters(), lr=0.002, momentum=0.9, weight_decay=1e-4)
     b = args.batch
     batches = [{"audio": torch.randn(b, *shapes["audio"], device=dev),
@@ -163,14 +176,36 @@ def floor(args, dev, shapes):
 
 
 def pipeline(args, dev, splits, method, extra=()):
-    """(b)/(c): a method through the Trainer; steady-state seconds per epoch (epoch 0 excluded)."""
+    """(b)/(c): a method through the Trainer. Steady state (epoch 0 excluded): ``s_per_epoch`` = epoch start +
+    training + epoch end (a plug-in's epoch-end work included, evaluation excluded), ``train_s`` = training
+    only; ``epochs`` lists every epoch's phases; ``graphs`` = graphs torch.compile produced for this run."""
     cfg = base_cfg(args, dev).override([f"method={method}", *extra])
+    g0 = compiled_graphs()
     tr = Trainer(cfg, splits=splits)
     tr.fit()
-    per_epoch = [h["time"]["epoch_start"] + h["time"]["train"] + h["time"]["epoch_end"] for h in tr.history[1:]]
-    return float(np.mean(per_epoch)), tr.history
+    steady = tr.history[1:] or tr.history
+    per_epoch = [h["time"]["epoch_start"] + h["time"]["train"] + h["time"]["epoch_end"] for h in steady]
+    return {"s_per_epoch": float(np.mean(per_epoch)),
+            "train_s": float(np.mean([h["time"]["train"] + h["time"]["epoch_start"] for h in steady])),
+            "epoch_end_s": float(np.mean([h["time"]["epoch_end"] for h in steady])),
+            "epochs": [{k: round(v, 4) for k, v in h["time"].items()} for h in tr.history],
+            "graphs": compiled_graphs() - g0}
 
 
+# (c) variants: name -> (method, extra overrides)
+D_AND_R_EVERY_EPOCH = ["method_args.diagnose-relearn.reinit_every=1", "method_args.diagnose-relearn.max_reinit=100"]
+VARIANTS = {
+    "diagnose-relearn": ("diagnose-relearn", D_AND_R_EVERY_EPOCH),
+    # the same diagnosis every epoch but no re-initialisation: separates the cost of the feature extraction
+    # and k-means from any effect of the weight change on the following training epoch
+    "diagnose-relearn[monitor]": ("diagnose-relearn", ["method_args.diagnose-relearn.monitor_every=1",
+                                                       "method_args.diagnose-relearn.max_reinit=0"]),
+    "bss-l": ("bss-l", []),
+    "bss-l[previous_epoch]": ("bss-l", ["method_args.bss-l.score_source=previous_epoch"]),
+    "dus-h": ("dus-h", []),
+    # sizes in steps of 8: a bounded set of batch shapes for a compiled model (CUDA graphs per shape)
+    "dus-h[q8]": ("dus-h", ["method_args.dus-h.size_multiple=8"]),
+}
 def naive_reference(args, n_clips: int, size: int, spec: tuple):
     """Per-sample JPEG decode + PIL augmentation in DataLoader workers (the official loops' data path)."""
     from PIL import Image
@@ -221,7 +256,8 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=3, help="epochs per measurement (the first is warm-up)")
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--compile", action="store_true", help="torch.compile(mode='reduce-overhead') everywhere")
-    p.add_argument("--methods", default="diagnose-relearn,bss-l,dus-h")
+    p.add_argument("--methods", default="diagnose-relearn,diagnose-relearn[monitor],bss-l,dus-h",
+                   help=f"comma-separated (c) variants, from: {', '.join(VARIANTS)}")
     p.add_argument("--naive-clips", type=int, default=None, help="clips for the naive PIL reference (0: skip)")
     p.add_argument("--layout", choices=["npy", "cremad"], default="npy",
                    help="npy: frames/spectrograms written as .npy memmaps; cremad: a raw CREMA-D tree in the OGM-GE "
@@ -250,30 +286,47 @@ def main(argv=None):
         print(f"prepared on disk in {time.perf_counter() - t:.1f} s: {root}")
         splits = load_splits(root, size, n_eval=min(512, args.n))
         shapes = {"audio": (1,) + spec, "visual": (2, 3, size, size)}
-    res = {"device": name, "n": args.n, "size": size, "batch": args.batch, "compile": args.compile}
-    res["floor_s"] = floor(args, dev, shapes)
-    print(f"(a) compute floor              {res['floor_s']:.3f} s/epoch  {args.n / res['floor_s']:.0f} samples/s")
-    res["joint_s"], _ = pipeline(args, dev, splits, "joint")
-    print(f"(b) joint, full pipeline       {res['joint_s']:.3f} s/epoch  x{res['joint_s'] / res['floor_s']:.2f} floor")
+    mode = "reduce-overhead" if args.compile else None
+    res = {"device": name, "torch": torch.__version__, "n": args.n, "size": size, "batch": args.batch,
+           "compile": args.compile}
+    if args.compile:  # the eager floor too, for reference (the issue's target is against the compiled one)
+        res["floor_eager_s"] = floor(args, dev, shapes)
+        print(f"(a) compute floor, eager       {res['floor_eager_s']:.3f} s/epoch  "
+              f"{args.n / res['floor_eager_s']:.0f} samples/s")
+    g0 = compiled_graphs()
+    res["floor_s"] = floor(args, dev, shapes, mode)
+    res["floor_graphs"] = compiled_graphs() - g0
+    print(f"(a) compute floor{' (compiled)' if mode else ''}{'' if mode else '           '}   "
+          f"{res['floor_s']:.3f} s/epoch  {args.n / res['floor_s']:.0f} samples/s")
+    joint = pipeline(args, dev, splits, "joint")
+    res["joint_s"], res["joint"] = joint["s_per_epoch"], joint
+    print(f"(b) joint, full pipeline       {res['joint_s']:.3f} s/epoch  x{res['joint_s'] / res['floor_s']:.2f} floor"
+          + (f"  ({joint['graphs']} compiled graphs)" if mode else ""))
     res["methods"] = {}
-    for m in [m for m in args.methods.split(",") if m]:
-        if m not in METHODS:
-            print(f"(c) {m}: not registered, skipped")
+    for v in [v for v in args.methods.split(",") if v]:
+        if v not in VARIANTS or VARIANTS[v][0] not in METHODS:
+            print(f"(c) {v}: unknown (choose from {', '.join(VARIANTS)}), skipped")
             continue
-        extra = []
-        if m == "diagnose-relearn":
-            extra = ["method_args.diagnose-relearn.reinit_every=1", "method_args.diagnose-relearn.max_reinit=100"]
-        sec, hist = pipeline(args, dev, splits, m, extra)
-        entry = {"s_per_epoch": sec, "vs_joint": sec / res["joint_s"], "vs_floor": sec / res["floor_s"]}
-        if m == "diagnose-relearn":  # a diagnosis every epoch here; the default is one per H=20 epochs
-            diag = float(np.mean([h["time"]["epoch_end"] for h in hist[1:]]))
+        method, extra = VARIANTS[v]
+        entry = pipeline(args, dev, splits, method, extra)
+        sec = entry["s_per_epoch"]
+        entry.update(vs_joint=sec / res["joint_s"], vs_floor=sec / res["floor_s"],
+                     train_vs_joint=entry["train_s"] / joint["train_s"])
+        graphs = f"  ({entry['graphs']} compiled graphs)" if mode else ""
+        if v.startswith("diagnose-relearn"):  # a diagnosis every epoch here; the default is one per H=20 epochs
+            diag = entry["epoch_end_s"]
             amort = (sec - diag + diag / 20) / res["joint_s"]
             entry.update(diagnosis_s=diag, amortised_vs_joint_H20=amort)
-            print(f"(c) {m:26s} diagnosis {diag:.3f} s = {diag / res['joint_s']:.2f} joint epochs; "
-                  f"amortised over H=20: x{amort:.3f} joint")
+            print(f"(c) {v:26s} diagnosis {diag:.3f} s = {diag / res['joint_s']:.2f} joint epochs; training "
+                  f"x{entry['train_vs_joint']:.3f} joint; amortised over H=20: x{amort:.3f} joint{graphs}")
         else:
-            print(f"(c) {m:26s} {sec:.3f} s/epoch  x{entry['vs_joint']:.3f} joint  x{entry['vs_floor']:.2f} floor")
-        res["methods"][m] = entry
+            print(f"(c) {v:26s} {sec:.3f} s/epoch  x{entry['vs_joint']:.3f} joint  x{entry['vs_floor']:.2f} floor{graphs}")
+        res["methods"][v] = entry
+    if res["methods"]:  # joint again at the end: how much the device drifted (clocks, heat) during the run
+        again = pipeline(args, dev, splits, "joint")
+        res["joint_again_s"] = again["s_per_epoch"]
+        print(f"(b) joint again, after (c)     {again['s_per_epoch']:.3f} s/epoch  "
+              f"x{again['s_per_epoch'] / res['joint_s']:.3f} of the first joint measurement (drift)")
     naive = args.naive_clips if args.naive_clips is not None else (1024 if gpu else 64)
     if naive:
         sec, workers = naive_reference(args, naive, size, spec)

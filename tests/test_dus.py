@@ -93,6 +93,46 @@ def test_allocate_rejects_infeasible_budget():
         allocate_sizes([1, 1], 16, 20, total=50)
 
 
+def test_size_buckets_by_hand():
+    # N_B = 64, bounds [32, 128], multiple 8: units of 8 with bounds [4, 16] and budget 128 / 8 = 16.
+    # raw (37, 91) -> units (4.625, 11.375), sum 16 -> floors (4, 11), remainder 1 to the larger fraction -> (5, 11)
+    assert allocate_sizes([37, 91], 32, 128, 128, multiple=8) == [40, 88]
+    assert allocate_sizes([37, 91], 32, 128, 128) == [37, 91]
+    # rho = (2, 0.5): raw (32, 128) -> units (4, 16): both bounds, sum 20 > 16 -> c from the kinks:
+    # 4 stays at the lower bound, 16c' = 12 -> (4, 12) -> (32, 96)
+    assert heuristic_sizes([2.0, 0.5], 64, 1.0, 32, 128, multiple=8) == [32, 96]
+    # without a budget: round(raw / 8) * 8 within the bounds (ceil(30/8) = 4 -> 32 is the lowest size)
+    assert allocate_sizes([30, 61, 200], 30, 130, None, multiple=8) == [32, 64, 128]
+    g = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        rho = (torch.rand(2, generator=g) * 4 + 0.05).tolist()
+        n = heuristic_sizes(rho, 64, 1.0, 32, 128, multiple=8)
+        assert sum(n) == 128 and all(k % 8 == 0 and 32 <= k <= 128 for k in n)
+    with pytest.raises(ValueError, match="not a multiple"):
+        allocate_sizes([1, 1], 32, 128, 100, multiple=8)
+    with pytest.raises(ValueError, match="no multiple of 8"):
+        allocate_sizes([1, 1], 33, 39, None, multiple=8)
+
+
+def test_size_multiple_in_the_loop_and_its_errors(tmp_path):
+    cfg = make_cfg("method=dus-h", "method_args.dus-h.size_multiple=8", "train.epochs=2", out=tmp_path / "r")
+    Trainer(cfg).fit()
+    seen = set()
+    for line in load_metrics(tmp_path / "r"):
+        na, nb = line["steps"]["dus/n/a"][:-1], line["steps"]["dus/n/b"][:-1]  # last step: trimmed to the budget
+        assert all(a % 8 == 0 and b % 8 == 0 and a + b == 64 for a, b in zip(na, nb))
+        seen |= set(na)
+    assert len(seen) > 1 and min(seen) < 32  # still adapts (the dominant modality 'a' gets fewer), in steps of 8
+    with pytest.raises(ValueError, match="size_multiple=12 must divide"):
+        Trainer(make_cfg("method=dus-h", "method_args.dus-h.size_multiple=12"))
+    with pytest.raises(ValueError, match="size_multiple must be an integer"):
+        Trainer(make_cfg("method=dus-rl", "method_args.dus-rl.size_multiple=0"))
+    with pytest.warns(UserWarning, match="size_multiple=8 to bound"):
+        cfg = make_cfg("method=dus-h", "train.compile=default", "train.epochs=1")
+        tr = Trainer(cfg)
+        tr.call("on_fit_start")
+
+
 # ----------------------------------------------------------------------------- the batcher
 def test_batcher_nested_budget_and_wrap_by_hand():
     order = torch.arange(100, 125)  # 25 indices

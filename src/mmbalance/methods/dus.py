@@ -20,6 +20,7 @@ default). Scores are otherwise updated and logged as device tensors (no ``.item(
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
@@ -70,8 +71,13 @@ def imbalance(s_hat: Sequence[float], kind: str = "maxmin") -> float:
     raise ValueError(f"imbalance must be 'maxmin' or 'std', got {kind!r}")
 
 
-def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[int] = None) -> List[int]:
+def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[int] = None,
+                   multiple: int = 1) -> List[int]:
     """Turn real-valued wishes into integer batch sizes within ``[n_lo, n_hi]``.
+
+    ``multiple`` > 1 quantises every size to a multiple of it (size buckets, so that a compiled model
+    meets a bounded set of batch shapes): the allocation below runs in units of ``multiple`` with bounds
+    ``[ceil(n_lo/q), floor(n_hi/q)]`` and budget ``total/q`` (which must then be an integer).
 
     Without ``total``: ``clip(round_half_up(raw_j), n_lo, n_hi)``.
     With ``total`` (budget preservation): the sizes are ``clip(c·raw_j, n_lo, n_hi)`` with the one scale
@@ -81,6 +87,17 @@ def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[i
     """
     if n_lo < 1 or n_hi < n_lo:
         raise ValueError(f"batch-size bounds must satisfy 1 <= n_lo <= n_hi, got [{n_lo}, {n_hi}]")
+    q = int(multiple)
+    if q > 1:
+        lo_u, hi_u = -(-int(n_lo) // q), int(n_hi) // q
+        if hi_u < lo_u:
+            raise ValueError(f"no multiple of {q} lies within the batch-size bounds [{n_lo}, {n_hi}]")
+        if total is not None and int(total) % q:
+            raise ValueError(f"budget {total} is not a multiple of the size multiple {q}")
+        units = allocate_sizes([float(r) / q for r in raw], lo_u, hi_u, None if total is None else int(total) // q)
+        return [u * q for u in units]
+    if q < 1:
+        raise ValueError(f"the size multiple must be >= 1, got {multiple}")
     raw = [max(float(r), 0.0) for r in raw]
     if total is None:
         return [min(max(int(math.floor(r + 0.5)), n_lo), n_hi) for r in raw]
@@ -120,11 +137,11 @@ def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[i
 
 
 def heuristic_sizes(rho: Sequence[float], base: int, gamma: float, n_lo: int, n_hi: int,
-                    preserve_budget: bool = True) -> List[int]:
+                    preserve_budget: bool = True, multiple: int = 1) -> List[int]:
     """DUS-H [RECON]: ``n^(j) = clip(round(N_B · (ρ^(j))^(-γ)), n_lo, n_hi)``; with ``preserve_budget``
-    rescaled (within the bounds) so that ``Σ_j n^(j) = M · N_B``."""
+    rescaled (within the bounds) so that ``Σ_j n^(j) = M · N_B``; quantised to ``multiple``."""
     raw = [base * max(float(r), 1e-8) ** (-gamma) for r in rho]
-    return allocate_sizes(raw, n_lo, n_hi, len(raw) * base if preserve_budget else None)
+    return allocate_sizes(raw, n_lo, n_hi, len(raw) * base if preserve_budget else None, multiple)
 
 
 def discounted_returns(rewards: Sequence[float], gamma: float) -> List[float]:
@@ -330,7 +347,7 @@ class _DUSBase(Plugin):
     priority = 40  # score update before other plug-ins' after_forward; the order is otherwise irrelevant
 
     def _init_common(self, base_batch, min_scale, max_scale, gamma, preserve_budget, ema_momentum,
-                     update_every, epoch_budget, pairing):
+                     update_every, epoch_budget, pairing, size_multiple=1):
         if pairing not in ("nested", "independent"):
             raise ValueError(f"{self._label}: pairing must be 'nested' or 'independent', got {pairing!r}")
         if not 0 < min_scale <= 1 <= max_scale:
@@ -341,6 +358,10 @@ class _DUSBase(Plugin):
             raise ValueError(f"{self._label}: update_every must be >= 1, got {update_every}")
         if base_batch is not None and int(base_batch) < 1:
             raise ValueError(f"{self._label}: base_batch must be >= 1, got {base_batch}")
+        if isinstance(size_multiple, bool) or not isinstance(size_multiple, int) or size_multiple < 1:
+            raise ValueError(f"{self._label}: method_args.{self._label}.size_multiple must be an integer >= 1, "
+                             f"got {size_multiple!r}")
+        self.size_multiple = size_multiple
         self.base_batch_arg = base_batch
         self.min_scale, self.max_scale = float(min_scale), float(max_scale)
         self.gamma = float(gamma)
@@ -369,6 +390,15 @@ class _DUSBase(Plugin):
         self.N_B = int(self.base_batch_arg or trainer.cfg.train.batch_size)
         self.n_lo = max(1, int(math.ceil(self.min_scale * self.N_B - 1e-9)))
         self.n_hi = max(self.n_lo, int(math.floor(self.max_scale * self.N_B + 1e-9)))
+        q, opt = self.size_multiple, f"method_args.{self._label}.size_multiple"
+        if q > 1:
+            if self.n_hi // q < -(-self.n_lo // q):
+                raise ValueError(f"{self._label}: {opt}={q} has no multiple within the batch-size bounds "
+                                 f"[{self.n_lo}, {self.n_hi}] (N_B={self.N_B}, min_scale/max_scale)")
+            if self.preserve_budget and (len(self.modalities) * self.N_B) % q:
+                raise ValueError(f"{self._label}: {opt}={q} must divide the per-step budget "
+                                 f"{len(self.modalities)} x N_B = {len(self.modalities) * self.N_B} "
+                                 f"(preserve_budget=true); choose a divisor of it or change the batch size")
         if self.sizes is None:
             self.sizes = [self.N_B] * len(self.modalities)
 
@@ -387,6 +417,12 @@ class _DUSBase(Plugin):
                     f"with one of {', '.join(self.INDEPENDENT_SAFE)}")
 
     def on_fit_start(self, trainer):
+        if trainer.cfg.train.compile != "none" and self.size_multiple == 1:
+            warnings.warn(f"{self._label} with train.compile={trainer.cfg.train.compile}: every new combination of "
+                          f"per-modality batch sizes meets the compiled model as a new shape (with "
+                          f"reduce-overhead, a new CUDA graph is recorded for each); set "
+                          f"method_args.{self._label}.size_multiple=8 to bound them (sizes in steps of 8)",
+                          stacklevel=2)
         n = len(trainer.splits.train)
         budget = int(self.epoch_budget) if self.epoch_budget is not None else n
         self.total_steps = max(1, trainer.cfg.train.epochs * -(-budget // self.N_B))
@@ -480,7 +516,8 @@ class _DUSBase(Plugin):
         raise NotImplementedError
 
     def _heuristic(self, rho) -> List[int]:
-        return heuristic_sizes(rho, self.N_B, self.gamma, self.n_lo, self.n_hi, self.preserve_budget)
+        return heuristic_sizes(rho, self.N_B, self.gamma, self.n_lo, self.n_hi, self.preserve_budget,
+                               self.size_multiple)
 
     # ------------------------------------------------------------------ logging
     def on_epoch_end(self, trainer, epoch, record):
@@ -541,6 +578,13 @@ _COMMON_DOC = """
             modalities, then each modality draws its *own* ``n_j - min_j n_j`` further samples (distinct
             from the others' extras), so modalities see different unpaired data. Stacks only with
             methods that read the paired part or use the trainer's own losses (see ``check_compatible``).
+        size_multiple (int = 1): quantise every decided size to a multiple of this (size buckets). With
+            ``train.compile`` each distinct combination of sizes is a new input shape for the compiled model
+            (``reduce-overhead`` records one CUDA graph per combination); ``size_multiple=8`` with N_B = 64
+            and the default bounds leaves 9 combinations for two modalities instead of up to 65. It
+            coarsens the method's decisions (steps of 8 samples), so the default 1 keeps them exact. The
+            epoch's last, budget-trimmed step is not quantised. Must divide ``M·N_B`` with
+            ``preserve_budget``.
 
     Scores: ``s_t^(j)`` is the batch mean softmax probability of the true class from modality j's own
     head on its own ``n_j`` samples (no grad) [SEC]; ``ρ^(j) = ŝ^(j) / mean_{k≠j} ŝ^(k)`` [RECON,
@@ -571,9 +615,10 @@ class DUSHeuristic(_DUSBase):
 
     def __init__(self, base_batch: Optional[int] = None, min_scale: float = 0.5, max_scale: float = 2.0,
                  gamma: float = 1.0, preserve_budget: bool = True, ema_momentum: Optional[float] = None,
-                 update_every: int = 1, epoch_budget: Optional[int] = None, pairing: str = "nested"):
+                 update_every: int = 1, epoch_budget: Optional[int] = None, pairing: str = "nested",
+                 size_multiple: int = 1):
         self._init_common(base_batch, min_scale, max_scale, gamma, preserve_budget, ema_momentum, update_every,
-                          epoch_budget, pairing)
+                          epoch_budget, pairing, size_multiple)
 
     def _decide(self, trainer, s_hat, rho, mm_mean):
         return self._heuristic(rho)
@@ -624,13 +669,13 @@ class DUSRL(_DUSBase):
     def __init__(self, base_batch: Optional[int] = None, min_scale: float = 0.5, max_scale: float = 2.0,
                  gamma: float = 1.0, preserve_budget: bool = True, ema_momentum: Optional[float] = None,
                  update_every: int = 1, epoch_budget: Optional[int] = None, pairing: str = "nested",
-                 actions: Sequence[float] = DEFAULT_ACTIONS, hidden: int = 64, layers: int = 2,
+                 size_multiple: int = 1, actions: Sequence[float] = DEFAULT_ACTIONS, hidden: int = 64, layers: int = 2,
                  policy_lr: float = 1e-3, rl_gamma: float = 0.9, entropy_coef: float = 0.01,
                  baseline_momentum: float = 0.9, eta: float = 1.0, spread: str = "maxmin",
                  reward_scores: str = "s_hat", policy_update_every: int = 10, warmup_epochs: int = 1,
                  seed: Optional[int] = None):
         self._init_common(base_batch, min_scale, max_scale, gamma, preserve_budget, ema_momentum, update_every,
-                          epoch_budget, pairing)
+                          epoch_budget, pairing, size_multiple)
         self.actions = [float(a) for a in actions]
         if not self.actions or min(self.actions) <= 0:
             raise ValueError(f"dus-rl: actions must be positive multipliers, got {list(actions)}")
@@ -691,7 +736,8 @@ class DUSRL(_DUSBase):
         action = self.rl.act(obs)
         self._pending = {"obs": obs, "action": action}
         raw = [self.N_B * self.actions[int(a)] for a in action]
-        return allocate_sizes(raw, self.n_lo, self.n_hi, m * self.N_B if self.preserve_budget else None)
+        return allocate_sizes(raw, self.n_lo, self.n_hi, m * self.N_B if self.preserve_budget else None,
+                              self.size_multiple)
 
     def on_epoch_end(self, trainer, epoch, record):
         super().on_epoch_end(trainer, epoch, record)
