@@ -25,6 +25,35 @@ def test_full_crop_with_flip_is_a_mirror_image():
     assert torch.allclose(no_flip(x, True, torch.Generator().manual_seed(1)), x, atol=1e-4)
 
 
+def test_batched_crop_resize_equals_per_sample_antialiased_interpolate():
+    """The training crop is resized with antialiasing exactly like F.interpolate / PIL on the cropped image."""
+    import torch.nn.functional as F
+
+    from mmbalance.data.augment import crop_resize_antialiased
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(5, 3, 40, 57, generator=g)
+    # boxes: big downscale, mild downscale, upscale, a full image, a thin strip
+    y0 = torch.tensor([0., 3., 10., 0., 5.])
+    x0 = torch.tensor([0., 7., 20., 0., 1.])
+    h = torch.tensor([40., 30., 9., 40., 4.])
+    w = torch.tensor([57., 31., 12., 57., 50.])
+    flip = torch.tensor([False, True, False, True, False])
+    out = crop_resize_antialiased(x, y0, x0, h, w, 16, flip)
+    for k in range(5):
+        a, b = int(y0[k]), int(x0[k])
+        crop = x[k:k + 1, :, a:a + int(h[k]), b:b + int(w[k])]
+        ref = F.interpolate(crop, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)[0]
+        if flip[k]:
+            ref = ref.flip(-1)
+        assert torch.allclose(out[k], ref, atol=1e-5), k
+    # a checkerboard downscaled 4x averages to grey (aliasing would keep the extremes)
+    board = ((torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2).float()[None, None]
+    grey = crop_resize_antialiased(board, torch.zeros(1), torch.zeros(1), torch.full((1,), 64.),
+                                   torch.full((1,), 64.), 16)
+    assert torch.allclose(grey, torch.full_like(grey, 0.5), atol=0.01)
+
+
 def test_eval_resizes_uint8_frames_and_normalises():
     x = torch.randint(0, 256, (2, 3, 3, 20, 30), dtype=torch.uint8)  # [B, T, C, H, W]
     y = BatchImageAugment(size=16)(x, train=False)

@@ -252,3 +252,16 @@ def test_sharding_independent_batches_keeps_the_paired_prefix():
     assert r1.global_n_pair == 4 and r1.global_sizes == {"a": 6, "b": 5}
     with pytest.raises(ValueError, match="must start with the paired indices"):
         IndexBatch([0, 1], per_modality={"a": [1, 0]})
+
+
+def test_determinism_switches_do_not_leak_between_trainers():
+    """torch's determinism flags are process-wide: a fast Trainer after a deterministic one must turn them off."""
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    try:
+        Trainer(make_cfg("train.deterministic=true"))
+        assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark
+        Trainer(make_cfg("train.deterministic=false"))
+        assert not torch.are_deterministic_algorithms_enabled() and torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before[0], warn_only=True)
+        torch.backends.cudnn.benchmark = before[1]

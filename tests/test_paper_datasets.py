@@ -366,8 +366,41 @@ def test_frames_and_cache_pick_the_documented_frames(cremad_prepared):
     torch.manual_seed(1)
     picks = {tuple(levels(v)) for v in src.batch_transform("visual", src.get_batch(torch.arange(6), "visual"), False)}
     assert picks <= {(10, 50), (10, 90)}  # segment 0 = frame 0, segment 1 = frame 1 or 2
+    # frames / frame_sampling are read from the loader at batch time: same cache, new settings honoured
+    folders = sorted(p.name for p in src.dir.parent.iterdir())
+    base3 = [o for o in base if "frames=" not in o] + ["data.options.frames=3", "data.options.cache=true",
+                                                        "data.options.cache_size=12"]
+    three = build_splits(Config().override(base3).data).test
+    assert three.dir == src.dir and sorted(p.name for p in src.dir.parent.iterdir()) == folders
+    assert three.input_shape("visual") == (3, 3, 16, 16)
+    x3 = three.batch_transform("visual", three.get_batch(torch.arange(len(three)), "visual"), False)
+    assert all(levels(v) == [10, 50, 90] for v in x3)
+    first = build_splits(Config().override(base + ["data.options.cache=true", "data.options.cache_size=12",
+                                                   "data.options.frame_sampling=first"]).data).test
+    first.set_train(True)
+    x1 = first.batch_transform("visual", first.get_batch(torch.arange(6), "visual"), False)
+    assert all(levels(v) == [10, 50] for v in x1)  # 'first' = the first T frames, also in training
     tiny_train("cremad", cremad_prepared, "data.options.val_size=6", "data.options.image_size=16",
                "data.options.cache=true", "data.options.cache_size=12", "data.options.frames=2")
+
+
+def test_concurrent_cache_builds_publish_one_complete_cache(cremad_prepared, tmp_path):
+    """DDP ranks or parallel jobs may build the same cache at once: each builds in its own folder and the
+    first atomic rename wins; the others' work is discarded, never mixed in."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mmbalance.data.papers.cache import CachedSource, build_cache
+
+    src = build_splits(Config().override(["data.name=cremad", f"data.root={cremad_prepared}",
+                                          "data.options.val_size=6", "data.options.image_size=16"]).data).test
+    d = tmp_path / "cache" / "cremad-test-x"
+    with ThreadPoolExecutor(3) as ex:
+        list(ex.map(lambda _: build_cache(src, d, 4, 12, progress=False), range(3)))
+    assert sorted(p.name for p in d.parent.iterdir()) == [d.name]  # no leftover build folders
+    cached = CachedSource(d, src)
+    assert cached.input_shape("visual") == src.input_shape("visual")
+    build_cache(src, d, 4, 12, progress=False)  # rebuilding over a complete cache is harmless too
+    assert (d / "meta.json").is_file()
 
 
 # ---------------------------------------------------------------------------------------------- Kinetics-Sounds

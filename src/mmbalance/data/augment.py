@@ -55,11 +55,46 @@ def random_resized_crop_params(n: int, height: int, width: int, scale: Tuple[flo
     return (y0 + h_s / 2) / height, (x0 + w_s / 2) / width, h_s / height, w_s / width
 
 
+def resize_weights(start: torch.Tensor, length: torch.Tensor, in_size: int, out_size: int) -> torch.Tensor:
+    """Per-sample 1-D antialiased bilinear resampling matrices ``[n, out_size, in_size]``.
+
+    Row ``i`` of sample ``k`` resamples the window ``[start_k, start_k + length_k)`` (whole pixels) of an
+    axis of ``in_size`` pixels to output pixel ``i`` with the triangle filter widened by the downscale
+    factor: the weights of ``F.interpolate(window, mode="bilinear", antialias=True, align_corners=False)``
+    (and of PIL's bilinear resize, which torchvision's RandomResizedCrop uses on images), normalised
+    over the pixels inside the window.
+    """
+    scale = (length / out_size).to(torch.float32)  # [n]
+    inv = torch.where(scale >= 1, 1.0 / scale, torch.ones_like(scale))
+    centre = (torch.arange(out_size, device=start.device, dtype=torch.float32)[None, :] + 0.5) * scale[:, None]
+    j = torch.arange(in_size, device=start.device, dtype=torch.float32)[None, None, :] - start[:, None, None]
+    wts = (1 - ((j + 0.5 - centre[:, :, None]) * inv[:, None, None]).abs()).clamp_min(0)
+    wts = wts * ((j >= 0) & (j < length[:, None, None])).to(wts.dtype)
+    return wts / wts.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def crop_resize_antialiased(x: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, h: torch.Tensor,
+                            w: torch.Tensor, size: int, flip: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Crop box ``[y0, y0+h) x [x0, x0+w)`` of every image of ``x`` [n, C, H, W], resized to ``size x size``
+    with antialiasing, optionally mirrored: one batched pair of matrix products, no per-sample loop.
+
+    Equals cropping each image and calling ``F.interpolate(..., antialias=True)`` on it (tested), so
+    downscaling a large crop averages over the pixels it covers instead of aliasing.
+    """
+    wy = resize_weights(y0, h, x.shape[-2], size)  # [n, S, H]
+    wx = resize_weights(x0, w, x.shape[-1], size)  # [n, S, W]
+    if flip is not None:
+        wx = torch.where(flip[:, None, None], wx.flip(1), wx)
+    rows = torch.matmul(wy[:, None], x)  # [n, C, S, W]
+    return torch.matmul(rows, wx[:, None].transpose(-1, -2))  # [n, C, S, S]
+
+
 class BatchImageAugment:
     """The papers' frame transform for a batch ``[B, C, H, W]`` or ``[B, T, C, H, W]`` (uint8 or float).
 
     Training: RandomResizedCrop(size, scale) + horizontal flip with probability ``flip_p``; each frame of a
-    clip gets its own crop (as per-frame torchvision transforms do). Evaluation: Resize(size).
+    clip gets its own crop (as per-frame torchvision transforms do), resized with antialiasing like the
+    evaluation path and PIL. Evaluation: Resize(size) with antialiasing.
     ``mean``/``std`` None skips normalisation.
     """
 
@@ -82,13 +117,10 @@ class BatchImageAugment:
             cy, cx, sh, sw = random_resized_crop_params(n, h, w, self.scale, self.ratio, generator=generator,
                                                         device=x.device)
             flip = torch.rand(n, generator=generator, device=x.device) < self.flip_p
-            theta = torch.zeros(n, 2, 3, device=x.device)
-            theta[:, 0, 0] = sw * torch.where(flip, -1.0, 1.0)
-            theta[:, 0, 2] = cx * 2 - 1
-            theta[:, 1, 1] = sh
-            theta[:, 1, 2] = cy * 2 - 1
-            grid = F.affine_grid(theta, (n, c, self.size, self.size), align_corners=False)
-            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+            # integer pixel boxes (the params are whole pixels expressed as fractions)
+            ch, cw = (sh * h).round(), (sw * w).round()
+            y0, x0 = (cy * h - ch / 2).round(), (cx * w - cw / 2).round()
+            x = crop_resize_antialiased(x, y0, x0, ch, cw, self.size, flip)
         elif (h, w) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         if self.mean is not None:

@@ -135,7 +135,8 @@ class Trainer:
         if self.cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.backends.cudnn.benchmark = False
-        else:
+        else:  # process-wide switches: undo what an earlier deterministic Trainer in this process set
+            torch.use_deterministic_algorithms(False)
             torch.backends.cudnn.benchmark = True
 
     def _build_optimizer(self):

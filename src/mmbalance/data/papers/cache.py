@@ -4,8 +4,10 @@ Decoding JPEGs and recomputing spectrograms every epoch costs far more than a sm
 With ``cache: true`` each split is decoded once into ``<cache_dir>/<split>-<key>/``:
 
 * frames: ``uint8 [N, F, C, H, W]`` -- up to ``cache_frames`` (F) frames per clip, evenly spaced when a
-  clip has more, resized to short side ``cache_size`` keeping the first clip's aspect ratio, plus the
-  number of stored frames per clip;
+  clip has more, resized to short side ``min(cache_size, the first frame's short side)`` keeping the first
+  clip's aspect ratio, plus the number of stored frames per clip. How many frames a sample uses
+  (``frames``) and how they are chosen (``frame_sampling``) are read from the loader at batch time, so
+  changing them needs no rebuild;
 * single images: ``uint8 [N, C, H, W]``; audio: ``float16 [N, A, B]`` (the full array when the loader takes
   random windows, else the fixed window); text features: ``float16``.
 
@@ -23,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Dict, Optional
 
@@ -34,7 +37,7 @@ from ..base import DataError
 from .common import FileSource, fix_length
 from .frames import SAMPLING_MODES, decode_image, resize
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: frames are never upscaled (short side min(cache_size, the frame's))
 
 
 def _reader_key(reader) -> dict:
@@ -71,6 +74,7 @@ def _evenly(n: int, f: int):
 
 
 def _target_hw(h: int, w: int, short: int):
+    short = min(short, h, w)  # downscale only: upscaling would store nothing but interpolated pixels
     if h <= w:
         return short, max(1, int(round(w * short / h)))
     return max(1, int(round(h * short / w))), short
@@ -83,10 +87,10 @@ def _to_u8(x: torch.Tensor) -> np.ndarray:
 def build_cache(src: FileSource, d: Path, max_frames: int, short: int, progress: bool = True) -> None:
     from tqdm import tqdm
 
-    tmp = d.with_name(d.name + ".building")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    # a folder of this process's own: several processes (DDP ranks, parallel jobs) may build the same cache
+    # at once; each publishes with one atomic rename and the first one wins
+    d.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=d.name + ".building-", dir=d.parent))
     n = len(src)
     meta: Dict[str, dict] = {"version": CACHE_VERSION, "n": n, "modalities": {}}
     for m, reader in src.readers.items():
@@ -176,9 +180,14 @@ def build_cache(src: FileSource, d: Path, max_frames: int, short: int, progress:
             bar.close()
         meta["modalities"][m] = entry
     (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    if d.exists():
-        shutil.rmtree(d)
-    os.replace(tmp, d)
+    if d.exists() and not (d / "meta.json").is_file():
+        shutil.rmtree(d, ignore_errors=True)  # an incomplete folder left by an older version
+    try:
+        os.replace(tmp, d)
+    except OSError:
+        if not (d / "meta.json").is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process published the same cache first
 
 
 class CachedSource:
@@ -200,6 +209,7 @@ class CachedSource:
         self.counts: Dict[str, torch.Tensor] = {}
         self.transforms: Dict[str, Optional[BatchImageAugment]] = {}
         self._augment: Dict[str, bool] = {}
+        self.frame_spec: Dict[str, tuple] = {}
         for m in self.modalities:
             info = self.meta[m]
             # copy-on-write map: writable for torch (no warning), never written back
@@ -207,6 +217,8 @@ class CachedSource:
             self.arrays[m] = torch.from_numpy(arr)
             if info["kind"] in ("frames", "flow"):
                 self.counts[m] = torch.from_numpy(np.load(self.dir / f"{m}.counts.npy"))
+                reader = src.readers[m]  # frames per sample and their choice: the loader's current settings
+                self.frame_spec[m] = (int(reader.num_frames), str(reader.sampling))
             if info["kind"] in ("frames", "flow", "image"):
                 t = src.readers[m].transform
                 self.transforms[m] = BatchImageAugment(t.size, t.scale, t.flip_p, t.ratio, t.mean, t.std)
@@ -245,10 +257,10 @@ class CachedSource:
         idx = torch.as_tensor(indices, dtype=torch.long, device=x.device)
         if info["kind"] in ("frames", "flow"):
             counts = self.counts[modality].index_select(0, idx)
-            t, f = int(info["num_frames"]), int(info["shape"][1])
-            if info["sampling"] not in SAMPLING_MODES:
-                raise DataError(f"cache {self.dir}: unknown sampling {info['sampling']!r}")
-            fi = self._frame_index(counts, t, info["sampling"], f)
+            (t, sampling), f = self.frame_spec[modality], int(info["shape"][1])
+            if sampling not in SAMPLING_MODES:
+                raise DataError(f"cache {self.dir}: unknown frame sampling {sampling!r}")
+            fi = self._frame_index(counts, t, sampling, f)
             return x[idx.unsqueeze(1), fi]
         out = x.index_select(0, idx)
         if info.get("windowed"):
