@@ -128,7 +128,7 @@ def test_size_multiple_in_the_loop_and_its_errors(tmp_path):
     with pytest.raises(ValueError, match="size_multiple must be an integer"):
         Trainer(make_cfg("method=dus-rl", "method_args.dus-rl.size_multiple=0"))
     with pytest.warns(UserWarning, match="size_multiple=8 to bound"):
-        cfg = make_cfg("method=dus-h", "train.compile=default", "train.epochs=1")
+        cfg = make_cfg("method=dus-h", "train.compile=reduce-overhead", "train.epochs=1")
         tr = Trainer(cfg)
         tr.call("on_fit_start")
 

@@ -417,12 +417,11 @@ class _DUSBase(Plugin):
                     f"with one of {', '.join(self.INDEPENDENT_SAFE)}")
 
     def on_fit_start(self, trainer):
-        if trainer.cfg.train.compile != "none" and self.size_multiple == 1:
-            warnings.warn(f"{self._label} with train.compile={trainer.cfg.train.compile}: every new combination of "
-                          f"per-modality batch sizes meets the compiled model as a new shape (with "
-                          f"reduce-overhead, a new CUDA graph is recorded for each); set "
-                          f"method_args.{self._label}.size_multiple=8 to bound them (sizes in steps of 8)",
-                          stacklevel=2)
+        if trainer.cfg.train.compile == "reduce-overhead" and self.size_multiple == 1:
+            warnings.warn(f"{self._label} with train.compile=reduce-overhead: a CUDA graph is recorded for every new "
+                          f"combination of per-modality batch sizes (up to {self.n_hi - self.n_lo + 1} for two "
+                          f"modalities); set method_args.{self._label}.size_multiple=8 to bound them (sizes in "
+                          f"steps of 8)", stacklevel=2)
         n = len(trainer.splits.train)
         budget = int(self.epoch_budget) if self.epoch_budget is not None else n
         self.total_steps = max(1, trainer.cfg.train.epochs * -(-budget // self.N_B))
@@ -579,8 +578,8 @@ _COMMON_DOC = """
             from the others' extras), so modalities see different unpaired data. Stacks only with
             methods that read the paired part or use the trainer's own losses (see ``check_compatible``).
         size_multiple (int = 1): quantise every decided size to a multiple of this (size buckets). With
-            ``train.compile`` each distinct combination of sizes is a new input shape for the compiled model
-            (``reduce-overhead`` records one CUDA graph per combination); ``size_multiple=8`` with N_B = 64
+            ``train.compile=reduce-overhead`` one CUDA graph is recorded per distinct combination of sizes
+            (dynamo itself recompiles only once, to a dynamic batch dimension); ``size_multiple=8`` with N_B = 64
             and the default bounds leaves 9 combinations for two modalities instead of up to 65. It
             coarsens the method's decisions (steps of 8 samples), so the default 1 keeps them exact. The
             epoch's last, budget-trimmed step is not quantised. Must divide ``M·N_B`` with
