@@ -32,21 +32,25 @@ def test_batched_crop_resize_equals_per_sample_antialiased_interpolate():
     from mmbalance.data.augment import crop_resize_antialiased
 
     g = torch.Generator().manual_seed(3)
-    x = torch.rand(5, 3, 40, 57, generator=g)
     # boxes: big downscale, mild downscale, upscale, a full image, a thin strip
     y0 = torch.tensor([0., 3., 10., 0., 5.])
     x0 = torch.tensor([0., 7., 20., 0., 1.])
     h = torch.tensor([40., 30., 9., 40., 4.])
     w = torch.tensor([57., 31., 12., 57., 50.])
     flip = torch.tensor([False, True, False, True, False])
-    out = crop_resize_antialiased(x, y0, x0, h, w, 16, flip)
-    for k in range(5):
-        a, b = int(y0[k]), int(x0[k])
-        crop = x[k:k + 1, :, a:a + int(h[k]), b:b + int(w[k])]
-        ref = F.interpolate(crop, size=(16, 16), mode="bilinear", align_corners=False, antialias=True)[0]
-        if flip[k]:
-            ref = ref.flip(-1)
-        assert torch.allclose(out[k], ref, atol=1e-5), k
+    for wide in (True, False):  # the two orders of the matrix products
+        x = torch.rand(5, 3, 40, 57, generator=g)
+        box = (y0, x0, h, w)
+        if not wide:
+            x, box = x.transpose(-1, -2).contiguous(), (x0, y0, w, h)
+        out = crop_resize_antialiased(x, *box, 16, flip)
+        for k in range(5):
+            a, b, hk, wk = (int(v[k]) for v in box)
+            ref = F.interpolate(x[k:k + 1, :, a:a + hk, b:b + wk], size=(16, 16), mode="bilinear",
+                                align_corners=False, antialias=True)[0]
+            if flip[k]:
+                ref = ref.flip(-1)
+            assert torch.allclose(out[k], ref, atol=1e-5), (wide, k)
     # a checkerboard downscaled 4x averages to grey (aliasing would keep the extremes)
     board = ((torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2).float()[None, None]
     grey = crop_resize_antialiased(board, torch.zeros(1), torch.zeros(1), torch.full((1,), 64.),

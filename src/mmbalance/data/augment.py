@@ -85,8 +85,10 @@ def crop_resize_antialiased(x: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor,
     wx = resize_weights(x0, w, x.shape[-1], size)  # [n, S, W]
     if flip is not None:
         wx = torch.where(flip[:, None, None], wx.flip(1), wx)
-    rows = torch.matmul(wy[:, None], x)  # [n, C, S, W]
-    return torch.matmul(rows, wx[:, None].transpose(-1, -2))  # [n, C, S, S]
+    hh, ww = x.shape[-2:]
+    if size * hh * (ww + size) <= size * ww * (hh + size):  # the cheaper order of the two products
+        return torch.matmul(wy[:, None], torch.matmul(x, wx[:, None].transpose(-1, -2)))  # via [n, C, H, S]
+    return torch.matmul(torch.matmul(wy[:, None], x), wx[:, None].transpose(-1, -2))  # via [n, C, S, W]
 
 
 class BatchImageAugment:

@@ -97,6 +97,12 @@ class Trainer:
             self._model_call = lambda inputs, fuse=True: ModelOutput(**ddp(inputs, fuse=fuse))
         if cfg.train.compile != "none":
             mode = None if cfg.train.compile == "default" else cfg.train.compile
+            # Some plug-ins backpropagate through one forward more than once (MMPareto's per-loss gradients use
+            # retain_graph); a compiled backward that donates its buffers refuses that. Off for every compiled
+            # run, not only those: dynamo shares compiled graphs between identical models in one process.
+            from torch._functorch import config as functorch_config
+
+            functorch_config.donated_buffer = False
             self._model_call = torch.compile(self._model_call, mode=mode)
             self._eval_call = torch.compile(self.model, mode=mode) if self.world_size > 1 else self._model_call
         # per-sample randomness of batch transforms (GPU augmentation), seeded and saved for exact resume
