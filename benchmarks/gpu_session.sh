@@ -9,9 +9,11 @@ mkdir -p "$OUT"
 part=${1:-all}
 run() { echo "== $*"; python3 "$@"; }
 if [[ $part == eager || $part == all ]]; then
-  # (a) eager floor, (b) joint, (c) D&R (with / without re-initialisation), BSS-L (both score sources), DUS-H, joint again
-  run benchmarks/run_benchmarks.py --epochs 4 \
-    --methods "diagnose-relearn,diagnose-relearn[monitor],bss-l,bss-l[previous_epoch],dus-h,dus-h[q8]" --json "$OUT/eager.json"
+  # (a) eager floor, (b) joint, (c) D&R (every epoch with / without re-initialisation, every 2nd epoch), BSS-L (both
+  # score sources), DUS-H (exact / size buckets), joint again
+  run benchmarks/run_benchmarks.py --epochs 5 \
+    --methods "diagnose-relearn,diagnose-relearn[monitor],diagnose-relearn[H2],bss-l,bss-l[previous_epoch],dus-h,dus-h[q8]" \
+    --json "$OUT/eager.json"
 fi
 if [[ $part == compiled || $part == all ]]; then
   # the same under torch.compile(mode="reduce-overhead"): compiled floor, joint, DUS-H exact vs size buckets of 8
