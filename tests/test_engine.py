@@ -265,3 +265,21 @@ def test_determinism_switches_do_not_leak_between_trainers():
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=True)
         torch.backends.cudnn.benchmark = before[1]
+
+
+def test_resident_data_only_when_it_fits():
+    from mmbalance.data import MultimodalDataset
+    from mmbalance.engine.trainer import resident_fits, tensor_bytes
+
+    ok, _ = resident_fits(7 * 2**30, 10 * 2**30)  # 7 GiB of data, 10 GiB free: exactly the 70 % allowed
+    assert ok
+    ok, why = resident_fits(8 * 2**30, 10 * 2**30)
+    assert not ok and "8.00 GiB" in why and "10.00 GiB" in why
+    a = torch.zeros(10, 4)  # 160 bytes
+    ds = MultimodalDataset({"x": a, "y": a.view(10, 2, 2)}, torch.zeros(10, dtype=torch.long), 2, check=False)
+    # the two modalities share one storage: counted once; labels 80 bytes
+    assert tensor_bytes([ds]) == 160 + 80
+    assert tensor_bytes([ds, ds]) == 240
+    tr = Trainer(make_cfg("data.resident=true", "train.epochs=1"))
+    assert tr.resident  # CPU: always "fits" (nothing to move)
+    assert not Trainer(make_cfg("train.epochs=1")).resident

@@ -29,7 +29,9 @@ class DataConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     num_workers: int = 0  #: DataLoader workers (0: load in the main process)
-    resident: bool = False  #: keep in-memory datasets on the training device (GPU: no host copies per step)
+    #: keep in-memory / cached datasets on the training device (GPU: no host copies per step) when they fit in
+    #: 70 % of its free memory; otherwise a warning and host memory (pinned batches)
+    resident: bool = False
     options: Dict[str, Any] = field(default_factory=dict)  #: extra dataset-specific keyword arguments
 
 

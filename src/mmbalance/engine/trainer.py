@@ -6,6 +6,7 @@ import json
 import math
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -62,13 +63,8 @@ class Trainer:
         self._set_determinism()
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
-        if cfg.data.resident:
-            for name in ("train", "val", "test"):
-                src = self.splits[name]
-                if not hasattr(src, "to"):
-                    raise ValueError(f"data.resident=true but the {name} source ({type(src).__name__}) cannot "
-                                     f"be moved to a device; use a cached/in-memory dataset")
-                src.to(self.device)
+        #: whether the splits really live on the device (data.resident=true and they fit)
+        self.resident = bool(cfg.data.resident) and self._make_resident()
         train = self.splits.train
         self.modalities: List[str] = list(train.modalities)
         self.active_modalities: List[str] = list(self.modalities)
@@ -137,6 +133,26 @@ class Trainer:
         self.check_finite_every_step = check == "step" or (check == "auto" and self.device.type == "cpu")
 
     # ================================================================== setup helpers
+    def _make_resident(self) -> bool:
+        """``data.resident``: move the splits onto the training device if they fit in its free memory (on CUDA,
+        at most ``RESIDENT_FRACTION`` of it, the rest is left for training); otherwise warn and keep them in host
+        memory (batches then go through pinned memory). Returns whether they were moved."""
+        srcs = {name: self.splits[name] for name in ("train", "val", "test")}
+        for name, src in srcs.items():
+            if not hasattr(src, "to"):
+                raise ValueError(f"data.resident=true but the {name} source ({type(src).__name__}) cannot "
+                                 f"be moved to a device; use a cached/in-memory dataset")
+        if self.device.type == "cuda":
+            need = tensor_bytes(list(srcs.values()))
+            free, _total = torch.cuda.mem_get_info(self.device)
+            ok, why = resident_fits(need, free)
+            if not ok:
+                warnings.warn(f"data.resident=true: {why}; keeping the data in host memory", stacklevel=3)
+                return False
+        for src in srcs.values():
+            src.to(self.device)
+        return True
+
     def _set_determinism(self):
         if self.cfg.train.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -300,7 +316,7 @@ class Trainer:
         source = self.splits[split]
         return DataLoader(BatchDataset(source, modalities or self.active_modalities), batch_sampler=batch_sampler,
                           collate_fn=passthrough_collate, num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda" and not self.cfg.data.resident)
+                          pin_memory=self.device.type == "cuda" and not self.resident)
 
     def eval_loader(self, split: str, modalities: Optional[List[str]] = None) -> DataLoader:
         n = len(self.splits[split])
@@ -628,6 +644,41 @@ class Trainer:
                 if isinstance(v, (int, float)) and k != "epoch":
                     self._writer.add_scalar(k, v, record["epoch"])
             self._writer.flush()
+
+
+RESIDENT_FRACTION = 0.7  #: largest share of the free device memory that data.resident may take
+
+
+def tensor_bytes(objs) -> int:
+    """Bytes of the distinct tensor storages held (directly or in dicts/lists) by the attributes of ``objs``."""
+    seen, total = set(), 0
+
+    def visit(v):
+        nonlocal total
+        if torch.is_tensor(v):
+            key = (v.device, v.untyped_storage().data_ptr())
+            if key not in seen:
+                seen.add(key)
+                total += v.untyped_storage().nbytes()
+        elif isinstance(v, dict):
+            for x in v.values():
+                visit(x)
+        elif isinstance(v, (list, tuple)):
+            for x in v:
+                visit(x)
+
+    for o in objs:
+        for v in vars(o).values():
+            visit(v)
+    return total
+
+
+def resident_fits(need: int, free: int, fraction: float = RESIDENT_FRACTION):
+    """Whether ``need`` bytes of data may live on a device with ``free`` bytes free: ``(ok, reason)``."""
+    if need <= fraction * free:
+        return True, ""
+    return False, (f"the data needs {need / 2**30:.2f} GiB but only {fraction:.0%} of the {free / 2**30:.2f} GiB "
+                   f"free on the device may be used for it")
 
 
 class _Clock:
