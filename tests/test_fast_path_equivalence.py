@@ -78,3 +78,17 @@ def test_comparison_rule():
     noisy = mod.compare([0.50, 0.70, 0.60], [0.62, 0.82, 0.72], floor=0.05)
     assert noisy["pooled_std"] == pytest.approx(0.1) and noisy["agree"]  # diff 0.12 <= 2 * 0.1
     assert not mod.compare([0.60, 0.62, 0.61], [0.50, 0.52, 0.51], floor=0.05)["agree"]
+
+
+def test_fast_path_run_resumes_exactly(prepared, tmp_path):
+    """The fast path's randomness (random frame per segment, batched crop/flip drawn from the run's augmentation
+    generator) is part of the checkpoint: an interrupted cached + resident run resumes to the same records.
+    (Textured frames: on uniform frames a crop or a flip would change nothing and prove nothing.)"""
+    from conftest import assert_resume_is_exact
+
+    root = prepared[0]
+    assert_resume_is_exact(tmp_path, [
+        "data.name=cremad", f"data.root={root}", "data.options.val_size=12", "data.options.image_size=16",
+        "data.options.audio_frames=48", "data.options.cache=true", f"data.options.cache_dir={tmp_path / 'cache'}",
+        "data.options.cache_size=32", "data.resident=true", "model.encoder=cnn", "model.encoder_args={width: 4}",
+        "model.feature_dim=8", "train.batch_size=16", "method=joint-aux"], crash_at=2, epochs=3)
