@@ -65,28 +65,36 @@ def make_on_disk(root: Path, n: int, size: int, spec: tuple, classes: int = 6, s
 
 def make_cremad_tree(raw: Path, n: int, seed: int = 0, seconds: float = 3.0):
     """A CREMA-D-shaped raw tree in the OGM-GE layout (train.csv/test.csv rows ``clip,EMO``,
-    ``AudioWAV/<clip>.wav`` at 22,050 Hz, ``Image-01-FPS/<clip>/0000k.jpg`` 340x256) for ``mmbalance prepare``."""
+    ``AudioWAV/<clip>.wav`` at 22,050 Hz, ``Image-01-FPS/<clip>/0000k.jpg`` 340x256) for ``mmbalance prepare``.
+    Clips are written by a thread pool (JPEG encoding releases the GIL); clip ``i`` draws from its own seeded
+    generator, so the tree does not depend on the number of threads."""
     import wave
+    from concurrent.futures import ThreadPoolExecutor
 
     from PIL import Image
 
     emos = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
-    rng = np.random.default_rng(seed)
-    rows = {"train": [], "test": []}
     sr = 22050
-    for i in range(n):
-        name, emo = f"{1000 + i // 100}_B{i % 100:02d}_{emos[i % 6]}_XX", emos[i % 6]
-        rows["test" if i % 10 == 9 else "train"].append(f"{name},{emo}\n")
-        d = raw / "Image-01-FPS" / name
+    names = [f"{1000 + i // 100}_B{i % 100:02d}_{emos[i % 6]}_XX" for i in range(n)]
+    (raw / "AudioWAV").mkdir(parents=True, exist_ok=True)
+
+    def clip(i):
+        rng = np.random.default_rng([seed, i])
+        d = raw / "Image-01-FPS" / names[i]
         d.mkdir(parents=True)
         for k in range(2):
             Image.fromarray(rng.integers(0, 256, (256, 340, 3), dtype=np.uint8)).save(d / f"{k + 1:05d}.jpg",
                                                                                       quality=90)
-        (raw / "AudioWAV").mkdir(exist_ok=True)
         x = (0.3 * rng.standard_normal(int(sr * seconds))).clip(-1, 1)
-        with wave.open(str(raw / "AudioWAV" / f"{name}.wav"), "wb") as w:
+        with wave.open(str(raw / "AudioWAV" / f"{names[i]}.wav"), "wb") as w:
             w.setnchannels(1), w.setsampwidth(2), w.setframerate(sr)
             w.writeframes((x * 32767).astype("<i2").tobytes())
+
+    with ThreadPoolExecutor(min(16, os.cpu_count() or 1)) as ex:
+        list(ex.map(clip, range(n)))
+    rows = {"train": [], "test": []}
+    for i, name in enumerate(names):
+        rows["test" if i % 10 == 9 else "train"].append(f"{name},{emos[i % 6]}\n")
     for split, r in rows.items():
         (raw / f"{split}.csv").write_text("".join(r))
 
