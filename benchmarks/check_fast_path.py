@@ -51,11 +51,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mmbalance import Config, Trainer  # noqa: E402
 from mmbalance.data import build_splits  # noqa: E402
+from mmbalance.data.papers.cremad import CLASSES as EMOTIONS  # noqa: E402  (cremad class order, ids 0-5)
+from run_benchmarks import prepare_cremad  # noqa: E402  (one prepare call for both benchmarks)
 
-EMOTIONS = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]  # cremad class order (ids 0-5)
 #: class colours (RGB offsets around mid-grey) and tones (Hz, and the rate in Hz at which the tone pulses)
 COLOURS = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], dtype=np.float64)
 TONES_HZ = [350, 550, 870, 1370, 2150, 3400]
@@ -119,15 +121,6 @@ def make_learnable_tree(raw: Path, n: int, frame_hw=(64, 86), frames_per_clip: i
     for split, r in rows.items():
         (raw / f"{split}.csv").write_text("".join(r))
     return {k: len(v) for k, v in rows.items()}
-
-
-def prepare_cremad(raw: Path, out: Path, workers: int = 1) -> None:
-    """``mmbalance prepare cremad --raw RAW --out OUT`` (frames copied, OGM-GE spectrograms as .npy)."""
-    from mmbalance.cli import main as cli
-
-    rc = cli(["prepare", "cremad", "--raw", str(raw), "--out", str(out), "--no-progress", "--workers", str(workers)])
-    if rc != 0:
-        raise RuntimeError("mmbalance prepare cremad failed")
 
 
 # ---------------------------------------------------------------------------------------------- settings

@@ -73,7 +73,8 @@ def make_cremad_tree(raw: Path, n: int, seed: int = 0, seconds: float = 3.0):
 
     from PIL import Image
 
-    emos = ["NEU", "HAP", "SAD", "FEA", "DIS", "ANG"]
+    from mmbalance.data.papers.cremad import CLASSES as emos
+
     sr = 22050
     names = [f"{1000 + i // 100}_B{i % 100:02d}_{emos[i % 6]}_XX" for i in range(n)]
     (raw / "AudioWAV").mkdir(parents=True, exist_ok=True)
@@ -99,19 +100,24 @@ def make_cremad_tree(raw: Path, n: int, seed: int = 0, seconds: float = 3.0):
         (raw / f"{split}.csv").write_text("".join(r))
 
 
+def prepare_cremad(raw: Path, out: Path, workers: int = 1) -> None:
+    """``mmbalance prepare cremad --raw RAW --out OUT`` (frames copied, OGM-GE spectrograms as .npy)."""
+    from mmbalance.cli import main as cli
+
+    rc = cli(["prepare", "cremad", "--raw", str(raw), "--out", str(out), "--no-progress", "--workers", str(workers)])
+    if rc != 0:
+        raise RuntimeError("mmbalance prepare cremad failed")
+
+
 def cremad_splits(root: Path, n: int, size: int, workers: int) -> Splits:
     """(b) from the real on-disk layout: raw tree -> ``mmbalance prepare cremad`` -> the ``cremad`` loader
     with its memory-mapped uint8 frame cache (``data.options.cache=true``)."""
-    from mmbalance.cli import main as cli
     from mmbalance.config import DataConfig
     from mmbalance.data import build_splits
 
     make_cremad_tree(root / "raw", n)
     t = time.perf_counter()
-    rc = cli(["prepare", "cremad", "--raw", str(root / "raw"), "--out", str(root / "prep"), "--no-progress",
-              "--workers", str(workers)])
-    if rc != 0:
-        raise RuntimeError("mmbalance prepare cremad failed")
+    prepare_cremad(root / "raw", root / "prep", workers)
     print(f"prepare cremad (frames + OGM-GE STFT, {workers} workers): {time.perf_counter() - t:.1f} s")
     return build_splits(DataConfig(name="cremad", root=str(root / "prep"),
                                    options={"cache": True, "frames": 2, "image_size": size,
@@ -195,8 +201,8 @@ def floor(args, dev, shapes, compile_mode=None):
 
 def pipeline(args, dev, splits, method, extra=()):
     """(b)/(c): a method through the Trainer. Steady state (epoch 0 excluded): ``s_per_epoch`` = epoch start +
-    training + epoch end (a plug-in's epoch-end work included, evaluation excluded), ``train_s`` = training
-    only; ``epochs`` lists every epoch's phases; ``graphs`` = graphs torch.compile produced for this run."""
+    training + epoch end (a plug-in's epoch-end work included, evaluation excluded), ``train_s`` = epoch start +
+    training (a plug-in's epoch-start pass included, its epoch-end work not); ``epochs`` lists every epoch's phases; ``graphs`` = graphs torch.compile produced for this run."""
     cfg = base_cfg(args, dev).override([f"method={method}", *extra])
     fresh_compile(args.compile)
     g0 = compiled_graphs()

@@ -123,7 +123,7 @@ def test_size_multiple_in_the_loop_and_its_errors(tmp_path):
         assert all(a % 8 == 0 and b % 8 == 0 and a + b == 64 for a, b in zip(na, nb))
         seen |= set(na)
     assert len(seen) > 1 and min(seen) < 32  # still adapts (the dominant modality 'a' gets fewer), in steps of 8
-    with pytest.raises(ValueError, match="size_multiple=12 must divide"):
+    with pytest.raises(ValueError, match="size_multiple=12 does not fit N_B=32 .*budget 64 is not a multiple of"):
         Trainer(make_cfg("method=dus-h", "method_args.dus-h.size_multiple=12"))
     with pytest.raises(ValueError, match="size_multiple must be an integer"):
         Trainer(make_cfg("method=dus-rl", "method_args.dus-rl.size_multiple=0"))

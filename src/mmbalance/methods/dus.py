@@ -88,6 +88,8 @@ def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[i
     if n_lo < 1 or n_hi < n_lo:
         raise ValueError(f"batch-size bounds must satisfy 1 <= n_lo <= n_hi, got [{n_lo}, {n_hi}]")
     q = int(multiple)
+    if q < 1:
+        raise ValueError(f"the size multiple must be >= 1, got {multiple}")
     if q > 1:
         lo_u, hi_u = -(-int(n_lo) // q), int(n_hi) // q
         if hi_u < lo_u:
@@ -96,8 +98,6 @@ def allocate_sizes(raw: Sequence[float], n_lo: int, n_hi: int, total: Optional[i
             raise ValueError(f"budget {total} is not a multiple of the size multiple {q}")
         units = allocate_sizes([float(r) / q for r in raw], lo_u, hi_u, None if total is None else int(total) // q)
         return [u * q for u in units]
-    if q < 1:
-        raise ValueError(f"the size multiple must be >= 1, got {multiple}")
     raw = [max(float(r), 0.0) for r in raw]
     if total is None:
         return [min(max(int(math.floor(r + 0.5)), n_lo), n_hi) for r in raw]
@@ -390,15 +390,11 @@ class _DUSBase(Plugin):
         self.N_B = int(self.base_batch_arg or trainer.cfg.train.batch_size)
         self.n_lo = max(1, int(math.ceil(self.min_scale * self.N_B - 1e-9)))
         self.n_hi = max(self.n_lo, int(math.floor(self.max_scale * self.N_B + 1e-9)))
-        q, opt = self.size_multiple, f"method_args.{self._label}.size_multiple"
-        if q > 1:
-            if self.n_hi // q < -(-self.n_lo // q):
-                raise ValueError(f"{self._label}: {opt}={q} has no multiple within the batch-size bounds "
-                                 f"[{self.n_lo}, {self.n_hi}] (N_B={self.N_B}, min_scale/max_scale)")
-            if self.preserve_budget and (len(self.modalities) * self.N_B) % q:
-                raise ValueError(f"{self._label}: {opt}={q} must divide the per-step budget "
-                                 f"{len(self.modalities)} x N_B = {len(self.modalities) * self.N_B} "
-                                 f"(preserve_budget=true); choose a divisor of it or change the batch size")
+        try:  # fail at start-up, not at the first decision: the plain-training sizes through the same allocation
+            self._allocate([self.N_B] * len(self.modalities))
+        except ValueError as e:
+            raise ValueError(f"{self._label}: method_args.{self._label}.size_multiple={self.size_multiple} does not "
+                             f"fit N_B={self.N_B} with bounds [{self.n_lo}, {self.n_hi}]: {e}") from None
         if self.sizes is None:
             self.sizes = [self.N_B] * len(self.modalities)
 
@@ -419,8 +415,7 @@ class _DUSBase(Plugin):
     def on_fit_start(self, trainer):
         if trainer.cfg.train.compile == "reduce-overhead" and self.size_multiple == 1:
             warnings.warn(f"{self._label} with train.compile=reduce-overhead: a CUDA graph is recorded for every new "
-                          f"combination of per-modality batch sizes (up to {self.n_hi - self.n_lo + 1} for two "
-                          f"modalities); set method_args.{self._label}.size_multiple=8 to bound them (sizes in "
+                          f"combination of per-modality batch sizes; set method_args.{self._label}.size_multiple=8 to bound them (sizes in "
                           f"steps of 8)", stacklevel=2)
         n = len(trainer.splits.train)
         budget = int(self.epoch_budget) if self.epoch_budget is not None else n
@@ -513,6 +508,11 @@ class _DUSBase(Plugin):
 
     def _decide(self, trainer, s_hat, rho, mm_mean) -> List[int]:
         raise NotImplementedError
+
+    def _allocate(self, raw: Sequence[float]) -> List[int]:
+        """Wished sizes -> integer sizes: the bounds, budget preservation and size buckets of this plug-in."""
+        total = len(raw) * self.N_B if self.preserve_budget else None
+        return allocate_sizes(raw, self.n_lo, self.n_hi, total, self.size_multiple)
 
     def _heuristic(self, rho) -> List[int]:
         return heuristic_sizes(rho, self.N_B, self.gamma, self.n_lo, self.n_hi, self.preserve_budget,
@@ -714,7 +714,6 @@ class DUSRL(_DUSBase):
             self._win_count += 1
 
     def _decide(self, trainer, s_hat, rho, mm_mean):
-        m = len(self.modalities)
         spread_on = s_hat
         if self.reward_scores == "window" and self._win_sum is not None:
             spread_on = (self._win_sum / max(self._win_count, 1)).cpu().tolist()
@@ -734,9 +733,7 @@ class DUSRL(_DUSBase):
                            + [min(self.t / self.total_steps, 1.0)], dtype=torch.float32)
         action = self.rl.act(obs)
         self._pending = {"obs": obs, "action": action}
-        raw = [self.N_B * self.actions[int(a)] for a in action]
-        return allocate_sizes(raw, self.n_lo, self.n_hi, m * self.N_B if self.preserve_budget else None,
-                              self.size_multiple)
+        return self._allocate([self.N_B * self.actions[int(a)] for a in action])
 
     def on_epoch_end(self, trainer, epoch, record):
         super().on_epoch_end(trainer, epoch, record)

@@ -134,8 +134,8 @@ def build_cache(src: FileSource, d: Path, max_frames: int, short: int, progress:
                     bar.update(1)
                 arr.flush()
                 np.save(tmp / f"{m}.counts.npy", counts)
-                entry.update(shape=list(arr.shape), dtype="uint8", num_frames=reader.num_frames,
-                             sampling=reader.sampling, channels=channels)
+                # frames per sample and their sampling are not stored: CachedSource reads them from the loader
+                entry.update(shape=list(arr.shape), dtype="uint8", channels=channels)
                 del arr
             elif kind == "image":
                 first = decode_image(src.records[0].paths[m], reader.color)
