@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .config import ConfigError
     from .data.base import DataError
-    from .engine.plugin import IncompatiblePluginsError
+    from .engine.compat import IncompatiblePluginsError
     from .engine.trainer import NonFiniteLossError
     from .registry import UnknownNameError
 
