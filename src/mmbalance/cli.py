@@ -194,7 +194,7 @@ def main(argv=None) -> int:
     from .config import ConfigError
     from .data.base import DataError
     from .engine.compat import IncompatiblePluginsError
-    from .engine.trainer import NonFiniteLossError
+    from .engine.losses import NonFiniteLossError
     from .registry import UnknownNameError
 
     parser = build_parser()

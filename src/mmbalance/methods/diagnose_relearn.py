@@ -95,9 +95,9 @@ class DiagnoseRelearn(Plugin):
     split the best checkpoint is selected on. Training uses the fused cross-entropy only (as ``joint``).
 
     Logged at each diagnosis (``metrics.jsonl`` ``plugins`` and TensorBoard), per modality ``m``:
-    ``dr/<m>/purity_train``, ``dr/<m>/purity_val``, ``dr/<m>/gap``, ``dr/<m>/alpha`` (the strength
-    applied, or that would be applied on a monitoring-only epoch); plus ``dr/reinit`` (1 if the encoders
-    were re-initialised this epoch), ``dr/n_reinit`` and ``dr/diagnose_time_s``.
+    ``diagnose-relearn/<m>/purity_train``, ``diagnose-relearn/<m>/purity_val``, ``diagnose-relearn/<m>/gap``, ``diagnose-relearn/<m>/alpha`` (the strength
+    applied, or that would be applied on a monitoring-only epoch); plus ``diagnose-relearn/reinit`` (1 if the encoders
+    were re-initialised this epoch), ``diagnose-relearn/n_reinit`` and ``diagnose-relearn/diagnose_time_s``.
     """
 
     @dataclass

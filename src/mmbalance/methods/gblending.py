@@ -21,7 +21,7 @@ exactly this (BalanceBenchmark: ``super_epoch = 10``).
 
 Held-out slice. The paper holds out part of the *training* data (MultiBench: the first 8 %). We hold out
 a seeded, class-stratified ``holdout_fraction`` of the train split: those samples are removed from the
-training order (``replaces="order"``) and used only to measure held-out losses. ``holdout="val"`` uses the
+training order (``epoch_order``) and used only to measure held-out losses. ``holdout="val"`` uses the
 validation split instead (BalanceBenchmark's choice, where "val" is often the test set) and warns: the
 validation split then steers both the loss weights and the model selection.
 """
@@ -145,7 +145,8 @@ class GBlending(Plugin):
         self.heads = list(trainer.active_modalities) + [FUSED]
         n = len(trainer.splits.train)
         if self.holdout == "train":
-            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction, trainer.cfg.train.seed)
+            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction,
+                                              trainer.cfg.train.seed)
             keep = torch.ones(n, dtype=torch.bool)
             keep[self.heldout] = False
             self.train_part = keep.nonzero().flatten()
@@ -203,7 +204,7 @@ class GBlending(Plugin):
     @torch.no_grad()
     def _mean_loss(self, trainer, model, head, mods, split, indices) -> float:
         total, count = 0.0, 0
-        for batch in trainer.iter_batches(split, indices, train=False, modalities=mods):
+        for batch in trainer.data.iter_batches(split, indices, train=False, modalities=mods):
             z = self._head_logits(trainer, model, head, batch.inputs)
             total += float(F.cross_entropy(z, _labels(batch, head), reduction="sum"))
             count += z.shape[0]
@@ -228,7 +229,7 @@ class GBlending(Plugin):
         opt = build_optimizer(o, params, lr)
         model.train()
         for e in range(self.probe_epochs):
-            for batch in trainer.iter_batches("train", self.train_part, train=True, modalities=mods,
+            for batch in trainer.data.iter_batches("train", self.train_part, train=True, modalities=mods,
                                               epoch=epoch * 1000 + e, salt=salt, shuffle=True):
                 z = self._head_logits(trainer, model, head, batch.inputs)
                 loss = F.cross_entropy(z, _labels(batch, head))

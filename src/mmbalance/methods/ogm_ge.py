@@ -15,7 +15,7 @@ re-implementation (``OGM_trainer.py``), [RECON] our choice where neither says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 import torch.nn.functional as F

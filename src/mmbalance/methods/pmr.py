@@ -152,7 +152,7 @@ class PMR(Plugin):
         labels = []
         # DataLoader iterators draw from the global RNG: a side pass so that prototypes do not shift training
         with trainer.side_pass():
-            for batch in trainer.iter_batches("train", idx, train=False, modalities=self._mods):
+            for batch in trainer.data.iter_batches("train", idx, train=False, modalities=self._mods):
                 out = trainer.forward(batch.inputs, fuse=False)
                 labels.append(batch.y)
                 for m in self._mods:

@@ -20,7 +20,8 @@ Training proceeds in *stages*. Stage s picks one modality m (round-robin: a, v, 
    ``optimizer_correct``].
 
 Prediction = ``ρ · Σ_{k ∈ ensemble} f_k(x)`` (the ``predict`` hook). Each head is wrapped so that it outputs
-``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory consolidation"
+``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory
+consolidation"
 term ``α · MSE(softmax(f_m).detach(), softmax(f_prev).detach())`` has both arguments detached, so it adds
 a constant and no gradient; ``consolidation_grad=False`` (default) reproduces that (the value is logged),
 ``True`` lets its gradient flow into learner m [RECON].
@@ -110,7 +111,8 @@ class ReconBoost(Plugin):
     Optimisation uses the trainer's one optimiser (as BalanceBenchmark does) instead of the released
     code's fresh SGD per phase (lr 0.01, momentum 0.9, wd 5e-4): parameters outside the current phase get
     no gradient and are skipped by the optimiser. The model is changed in ``configure_model`` (shared head,
-    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch: ``reconboost/steps/learn/<m>`` and
+    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch:
+    ``reconboost/steps/learn/<m>`` and
     ``reconboost/steps/rectify`` (steps of each phase in the epoch), ``reconboost/stage`` and
     ``reconboost/modality`` (the stage and its modality index at the epoch's end), ``reconboost/boost_rate``,
     ``reconboost/ensemble_size``; per step ``reconboost/phase`` (1 learn, 2 rectify). Loss records:

@@ -23,7 +23,7 @@ fusion head, so those copies train that modality (its encoder and its part of th
   (``func="linear"``; ``"tanh"``: ``tanh`` of it; ``"square"``: ``α · ((2/3)(max g − min g))^1.5``).
 
 The first ``warmup`` epochs are plain joint training. The epoch's order is the shuffled multiset of
-original indices plus copies (``replaces="order"``), so a re-sampled epoch has more steps, as in the code.
+original indices plus copies (``epoch_order``), so a re-sampled epoch has more steps, as in the code.
 
 How a copy is recognised. A batch carries dataset indices only, and a copy has the same index as its
 original; rather than depending on positions in the order (which breaks under DDP sharding and dynamic
@@ -191,7 +191,7 @@ class SMV(Plugin):
         phis = []
         # no RNG fork: the valuation's loader draws from the run's stream, as when the published grids ran
         with trainer.side_pass(fork_rng=False):
-            for batch in trainer.iter_batches("train", indices, train=False):
+            for batch in trainer.data.iter_batches("train", indices, train=False):
                 out = trainer.forward(batch.inputs, fuse=False)
                 with trainer.autocast():
                     correct = fused_correct_by_subset(trainer.model.fusion, out.features, batch.y, self.modalities)

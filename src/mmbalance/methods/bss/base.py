@@ -123,9 +123,9 @@ class BSSBase(Plugin):
         chunks = []
         # no RNG fork: the scoring loader draws from the run's stream, as when the published grids ran
         with trainer.side_pass(train=train_mode, fork_rng=False):
-            trainer.set_split_mode("train", train_mode)
-            for batch in trainer.loader("train", sampler, mods):
-                batch = trainer.to_device(batch, "train", train=train_mode)
+            trainer.data.set_split_mode("train", train_mode)
+            for batch in trainer.data.loader("train", sampler, mods):
+                batch = trainer.data.to_device(batch, "train", train=train_mode)
                 if train_mode:  # bypass a DDP wrapper: no collectives in this rank-local pass
                     with trainer.autocast():
                         out = model({m: batch.inputs[m] for m in mods}, fuse=True)

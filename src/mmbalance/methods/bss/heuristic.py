@@ -70,9 +70,9 @@ class BSSHeuristic(BSSBase):
             self.scores = self._scores(values)
             self.ranking = torch.argsort(self.scores, descending=True, stable=True)
             self.scored_epoch = epoch
-            self.log(f"scored", 1)
-            self.log(f"score_time_s", seconds)
-            self.log(f"score_from_pass", int(source == "pass"))
+            self.log("scored", 1)
+            self.log("score_time_s", seconds)
+            self.log("score_from_pass", int(source == "pass"))
             self._log_values(trainer, values)
             self._log_summary(trainer, "score", self.scores)
         # record during the warm-up epochs; later visits overwrite earlier ones, so each sample keeps the
@@ -81,17 +81,17 @@ class BSSHeuristic(BSSBase):
         n = len(trainer.splits.train)
         if self.ranking is None:  # warm-up: ordinary shuffling over the full set
             self._order = None
-            self.log(f"fraction", 1.0)
-            self.log(f"n_used", n)
+            self.log("fraction", 1.0)
+            self.log("n_used", n)
             return
         order = CurriculumOrder(self.ranking, trainer.cfg.train.seed, self.lambda0, self.T_grow,
                                 self.pace_offset, self.scored_epoch)
         self._order = order
         m = order.num_used(epoch)
-        self.log(f"fraction", order.fraction(epoch))
-        self.log(f"n_used", m)
-        self.log(f"used_score_mean", float(self.scores[self.ranking[:m]].mean()))
-        self.log(f"used_score_min", float(self.scores[self.ranking[m - 1]]))
+        self.log("fraction", order.fraction(epoch))
+        self.log("n_used", m)
+        self.log("used_score_mean", float(self.scores[self.ranking[:m]].mean()))
+        self.log("used_score_min", float(self.scores[self.ranking[m - 1]]))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"scores": self.scores, "ranking": self.ranking, "scored_epoch": self.scored_epoch,
