@@ -1,5 +1,6 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, and the probability a head gives the true class."""
+weights over modality coalitions, the probability a head gives the true class, and a gradient-scale op
+(AGM's hooks on the modality contributions, ARL's op after each encoder)."""
 from __future__ import annotations
 
 import itertools
@@ -40,4 +41,24 @@ def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
             yield frozenset(c)
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "true_class_probability"]
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by ``coeff`` (a tensor, so no host sync)."""
+
+    @staticmethod
+    def forward(ctx, x, coeff):
+        ctx.save_for_backward(coeff)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (coeff,) = ctx.saved_tensors
+        return g * coeff.to(g.dtype), None
+
+
+def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """``x`` in the forward pass; the gradient flowing back through it is multiplied by ``coeff`` (a scalar
+    tensor, or one broadcastable to ``x``; it is treated as a constant)."""
+    return _ScaleGrad.apply(x, coeff.detach())
+
+
+__all__ = ["coalitions", "discrepancy_ratio", "scale_grad", "shapley_weight", "true_class_probability"]

@@ -85,3 +85,10 @@ def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> Lis
     if len(mods) < need:
         raise ValueError(f"{plugin.name} needs at least {need} modalities, got {mods}")
     return mods
+
+
+def frozen_call(module: torch.nn.Module, *args, **kwargs):
+    """``module(*args)`` with its parameters used as constants: the gradient reaches the inputs, never the
+    module's own parameters (DGL's unimodal losses through the shared head, CGGM's direction loss)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args, kwargs)
