@@ -38,7 +38,7 @@ from ..engine.plugin import Plugin, device_state
 from ..functional.common import scale_grad
 from ..registry import METHODS
 from .common import encoder_modalities
-from .shared_head import HEAD_FORMS, install_shared_heads
+from .shared_head import HEAD_FORMS, install_shared_heads, refuse_head_owners
 
 WEIGHT_SOURCES = ("computed", "released")
 
@@ -99,11 +99,15 @@ class ARL(Plugin):
                            choices=HEAD_FORMS)
 
     wants_unimodal_loss = True
+    owns_heads = True  # model.heads become views of the fusion head
     needs_default_step = True  # scales encoder outputs and reweights the unimodal terms of the default step
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self.weights_now: torch.Tensor = torch.empty(0)  # [M] weights for the next step's gradient scale
+
+    def check_compatible(self, plugins) -> None:
+        refuse_head_owners(self, plugins)
 
     def configure_model(self, trainer, model) -> None:
         install_shared_heads(model, self.name, self.head, frozen=False)

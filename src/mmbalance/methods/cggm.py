@@ -38,6 +38,7 @@ from ..engine.options import option
 from ..engine.plugin import Plugin, device_state
 from ..registry import METHODS
 from .common import encoder_modalities, frozen_call
+from .shared_head import refuse_head_owners
 
 DIRECTIONS = ("gradient", "code")
 COEFF_FORMS = ("code", "clamped")
@@ -116,6 +117,10 @@ class CGGM(Plugin):
         eps: float = option(1e-8, "added to the summed improvement", "[CODE]", gt=0)
 
     needs_default_step = True  # reads the default step's forward and scales its gradients
+    owns_heads = True  # trains model.heads as its detached auxiliary classifiers
+
+    def check_compatible(self, plugins) -> None:
+        refuse_head_owners(self, plugins)
 
     def __init__(self, **options) -> None:
         super().__init__(**options)

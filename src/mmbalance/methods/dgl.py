@@ -25,7 +25,7 @@ from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
 from .common import encoder_modalities
-from .shared_head import HEAD_FORMS, install_shared_heads
+from .shared_head import HEAD_FORMS, install_shared_heads, refuse_head_owners
 
 
 @METHODS.register("dgl")
@@ -50,7 +50,11 @@ class DGL(Plugin):
                                     "unimodal-gradient truncation, an ablation)", "[CODE]")
 
     wants_unimodal_loss = True
+    owns_heads = True  # model.heads become views of the fusion head
     needs_default_step = True  # routes features and reweights the unimodal terms of the default step
+
+    def check_compatible(self, plugins) -> None:
+        refuse_head_owners(self, plugins)
 
     def configure_model(self, trainer, model) -> None:
         install_shared_heads(model, self.name, self.head, frozen=True)

@@ -9,11 +9,13 @@ The view holds no parameters of its own: the fusion stays registered once, at ``
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, List
 
 import torch
 from torch import nn
 
+from ..engine.compat import IncompatiblePluginsError
+from ..engine.plugin import Plugin
 from .common import frozen_call
 
 HEAD_FORMS = ("zero_others", "share")
@@ -72,4 +74,12 @@ def install_shared_heads(model: nn.Module, method: str, form: str, frozen: bool)
         model.heads[m] = FusionHeadView(fusion, m, dims, form, frozen)
 
 
-__all__ = ["FusionHeadView", "HEAD_FORMS", "install_shared_heads"]
+def refuse_head_owners(plugin: Plugin, plugins: List[Plugin]) -> None:
+    """Refuse another plug-in that also decides what ``model.heads`` are (``owns_heads``)."""
+    other = next((p for p in plugins if getattr(p, "owns_heads", False)), None)
+    if other is not None:
+        raise IncompatiblePluginsError(f"{plugin.name!r} and {other.name!r} both decide what the per-modality heads "
+                                       f"are; they cannot be stacked")
+
+
+__all__ = ["FusionHeadView", "HEAD_FORMS", "install_shared_heads", "refuse_head_owners"]
