@@ -55,20 +55,31 @@ def mean_entropy(logits: torch.Tensor, eps: float = 1e-16) -> torch.Tensor:
     return -(p * torch.log(p + eps)).sum(1).mean()
 
 
-def arl_weights(logits: List[torch.Tensor], temperature: float, entropy_floor: float) -> torch.Tensor:
-    """The gradient-scale weights ``w`` (``[M]``, summing to 1) from each modality's unimodal logits.
+def arl_statistics(logits: List[torch.Tensor]) -> torch.Tensor:
+    """``[2, M]``: each modality's logit magnitude and mean prediction entropy (batch means, so that a mean
+    over DDP ranks gives the global batch's values)."""
+    return torch.stack([torch.stack([logit_magnitude(z) for z in logits]),
+                        torch.stack([mean_entropy(z) for z in logits])])
+
+
+def arl_weights_from(stats: torch.Tensor, temperature: float, entropy_floor: float) -> torch.Tensor:
+    """The gradient-scale weights ``w`` (``[M]``, summing to 1) from :func:`arl_statistics`.
 
     ``entropy_floor`` bounds the normalised entropy shares from below; the release's 0.3 is for two
     modalities, so it is applied as ``entropy_floor * 2 / M`` (the same fraction of an even share) [RECON]."""
-    m = len(logits)
-    mag = torch.stack([logit_magnitude(z) for z in logits])
+    mag, ent = stats[0], stats[1]
+    m = mag.shape[0]
     mag = mag / mag.sum().clamp_min(1e-12)
-    ent = torch.stack([mean_entropy(z) for z in logits])
     ent = (ent / ent.sum().clamp_min(1e-12)).clamp_min(entropy_floor * 2.0 / m)
     inv = 1.0 / ent
     inv = inv / inv.sum()
     others = (mag.sum() - mag) / (m - 1)
     return F.softmax(temperature * inv * others, dim=0)
+
+
+def arl_weights(logits: List[torch.Tensor], temperature: float, entropy_floor: float) -> torch.Tensor:
+    """The weights from each modality's unimodal logits (one process)."""
+    return arl_weights_from(arl_statistics(logits), temperature, entropy_floor)
 
 
 # =============================================================================== the plug-in
@@ -142,8 +153,8 @@ class ARL(Plugin):
                 if f"uni_{m}" in losses:
                     losses[f"uni_{m}"] = self.gamma * losses[f"uni_{m}"]
         with torch.no_grad():
-            w = arl_weights([out.logits[m].detach() for m in self._mods], self.temperature, self.entropy_floor)
-            w = trainer.all_reduce(w, "mean")
+            stats = trainer.all_reduce(arl_statistics([out.logits[m].detach() for m in self._mods]), "mean")
+            w = arl_weights_from(stats, self.temperature, self.entropy_floor)
         if active:  # during the warm-up the release keeps every weight at 0.5
             self.weights_now = w
         for i, m in enumerate(self._mods):
@@ -161,4 +172,4 @@ class ARL(Plugin):
         self.weights_now = torch.empty(0) if w is None else w.clone()
 
 
-__all__ = ["ARL", "arl_weights", "logit_magnitude", "mean_entropy"]
+__all__ = ["ARL", "arl_statistics", "arl_weights", "arl_weights_from", "logit_magnitude", "mean_entropy"]
