@@ -390,3 +390,17 @@ def test_stacks_with_seed_methods(stack):
     extra = ["method_args.diagnose-relearn.reinit_every=1"] if "diagnose" in stack else []
     s = Trainer(_cfg(stack, *extra, epochs=2)).fit()
     assert s["test"]["acc"] > 0
+
+
+def test_docs_option_tables_match_the_declared_options():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    docs = [str(root / "docs" / "methods" / f"{m}.md") for m in METHODS4]
+    r = subprocess.run([sys.executable, str(root / "scripts" / "method_options_md.py"), "--check", *docs],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for doc in docs:
+        assert "## Fidelity note" in Path(doc).read_text()
