@@ -40,8 +40,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None,
                  on_epoch: Optional[Callable[[Record], None]] = None):
+        from ..extensions import import_extensions
         from ..methods import build_plugins  # late import: methods import the engine
 
+        import_extensions(cfg.plugins)  # the user's own methods, encoders, datasets (before anything is built)
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world_size, local_rank = init_distributed(cfg.train.device)
