@@ -63,6 +63,8 @@ class Trainer:
         self.selection = bookkeeping.Selection()
         own: List[Plugin] = [self.selection, bookkeeping.MetricsWriter(), bookkeeping.LastCheckpoint(),
                              bookkeeping.Summary()]
+        if cfg.train.early_stop_patience is not None:
+            own.append(bookkeeping.EarlyStopping())
         if on_epoch is not None:
             own.append(bookkeeping.EpochCallback(on_epoch))
         if cfg.train.progress and self.is_main:
@@ -107,6 +109,7 @@ class Trainer:
         self.stage_epochs: Dict[str, int] = {}  # epochs done per stage
         self.resumed = False
         self.wall_time = 0.0
+        self.stop_training = False  #: set by a plug-in (early stopping) to end training after this epoch
         self.summary: Dict[str, Any] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
@@ -181,8 +184,9 @@ class Trainer:
             group = {"lr": self.optimizer.param_groups[0]["lr"], **group, "params": params}
             group.setdefault("initial_lr", group["lr"])
             self.optimizer.add_param_group(group)
-            if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
-                self.scheduler.base_lrs.append(group["initial_lr"])
+            for sched in getattr(self.scheduler, "_schedulers", [self.scheduler]):  # SequentialLR: each child
+                if sched is not None and hasattr(sched, "base_lrs"):
+                    sched.base_lrs.append(group["initial_lr"])
         return module
 
     # ================================================================== primitives of a step
@@ -349,6 +353,8 @@ class Trainer:
             self.epoch = epoch + 1
             self.wall_time = time.time() - t0
             self.call("on_record", record)
+            if self.stop_training:
+                break
         self.wall_time = time.time() - t0
         self.call("on_fit_end")
         return self.summary
