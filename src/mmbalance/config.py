@@ -96,8 +96,10 @@ class EvalConfig:
 
 @dataclass
 class LogConfig:
-    tensorboard: bool = True
-    jsonl: bool = True
+    tensorboard: bool = True  #: false drops tensorboard from ``loggers``
+    jsonl: bool = True  #: metrics.jsonl (the files the report reads)
+    #: tensorboard | csv | wandb (offline unless WANDB_MODE says otherwise) | mlflow (file store under the run)
+    loggers: List[str] = field(default_factory=lambda: ["tensorboard"])
 
 
 @dataclass

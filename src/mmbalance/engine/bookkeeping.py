@@ -105,13 +105,10 @@ class EarlyStopping(Plugin):
 
 
 class MetricsWriter(Plugin):
-    """``metrics.jsonl`` (one JSON object per epoch; stage epochs in ``stages.jsonl``) and TensorBoard."""
+    """``metrics.jsonl`` (one JSON object per epoch; stage epochs in ``stages.jsonl``)."""
 
     name = "_metrics"
     priority = 1000
-
-    def __init__(self) -> None:
-        self._tb = None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if trainer.out is None or not trainer.is_main or not trainer.cfg.log.jsonl:
@@ -123,26 +120,51 @@ class MetricsWriter(Plugin):
                               "".join(json.dumps(r) + "\n" for r in trainer.stage_history))
 
     def on_record(self, trainer: "Trainer", record: Record) -> None:
+        if trainer.out is None or not trainer.is_main or not trainer.cfg.log.jsonl:
+            return
+        name = "stages.jsonl" if "stage" in record else "metrics.jsonl"
+        with open(trainer.out / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class Loggers(Plugin):
+    """The configured loggers (``log.loggers``: TensorBoard, CSV, W&B, MLflow), fed every epoch's record and the
+    summary; their resume state (external run ids) is saved in checkpoints."""
+
+    name = "_loggers"
+    priority = 1200  # after the summary exists
+
+    def __init__(self, kinds) -> None:
+        self.kinds = list(kinds)
+        self.states: Dict[str, Dict[str, Any]] = {k: {} for k in self.kinds}
+        self.active: list = []
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        from .loggers import hyperparameters, make
+
         if trainer.out is None or not trainer.is_main:
             return
-        if trainer.cfg.log.jsonl:
-            name = "stages.jsonl" if "stage" in record else "metrics.jsonl"
-            with open(trainer.out / name, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if trainer.cfg.log.tensorboard and "stage" not in record:
-            if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
+        hp = hyperparameters(trainer.cfg)
+        self.active = [make(k, trainer.out, self.states.setdefault(k, {})) for k in self.kinds]
+        for logger in self.active:
+            logger.start(hp, trainer.history)
 
-                self._tb = SummaryWriter(str(trainer.out / "tb"))
-            for k, v in _flatten(record).items():
-                if isinstance(v, (int, float)) and k != "epoch":
-                    self._tb.add_scalar(k, v, record["epoch"])
-            self._tb.flush()
+    def on_record(self, trainer: "Trainer", record: Record) -> None:
+        if "stage" in record:
+            return
+        for logger in self.active:
+            logger.epoch(record, trainer.global_step - int(record["train"].get("steps", 0)))
 
     def on_fit_end(self, trainer: "Trainer") -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        for logger in self.active:
+            logger.finish(trainer.summary)
+        self.active = []
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"states": self.states}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.states = {k: dict(v) for k, v in state["states"].items()}
 
 
 class LastCheckpoint(Plugin):
@@ -277,14 +299,3 @@ def _versions() -> Dict[str, str]:
     import platform
 
     return {"python": platform.python_version(), "torch": torch.__version__}
-
-
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out

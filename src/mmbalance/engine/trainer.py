@@ -65,6 +65,9 @@ class Trainer:
                              bookkeeping.Summary()]
         if cfg.train.early_stop_patience is not None:
             own.append(bookkeeping.EarlyStopping())
+        kinds = [k for k in cfg.log.loggers if k != "tensorboard" or cfg.log.tensorboard]
+        if kinds:
+            own.append(bookkeeping.Loggers(kinds))
         if on_epoch is not None:
             own.append(bookkeeping.EpochCallback(on_epoch))
         if cfg.train.progress and self.is_main:
