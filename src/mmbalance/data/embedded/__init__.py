@@ -10,6 +10,8 @@ Two small, checksummed ``.npz`` files live in ``files/`` next to this module:
 * ``mfeat.npz`` -- **UCI Multiple Features** (van Breukelen, Duin et al.): 2,000 handwritten digits
   (10 classes x 200) described by six views ``fou, fac, kar, pix, zer, mor``. Rebuilt by
   ``scripts/build_mfeat.py``.
+* ``emoji9.npz`` -- **Emoji-9**: 1,870 emoji as a colour glyph (Noto Color Emoji, 32x32 RGB) + the words of
+  their CLDR name, 9 Unicode emoji groups as classes (:mod:`.emoji9`). Rebuilt by ``scripts/build_emoji9.py``.
 
 Each loader verifies the file's SHA-256 against ``files/SHA256SUMS`` before it reads it and raises
 :class:`EmbeddedDataError` naming the file when it is missing, truncated or corrupt. See
@@ -35,6 +37,8 @@ __all__ = [
     "FILES_DIR",
     "load_av_digits_arrays",
     "load_mfeat_arrays",
+    "load_emoji9_arrays",
+    "EMOJI9_FILE",
     "verify_file",
 ]
 
@@ -273,3 +277,7 @@ def load_mfeat_arrays(
         "description": description,
         "meta": {"views": views, "file": str(file_path)},
     }
+
+
+# --------------------------------------------------------------------------------------------------- Emoji-9
+from .emoji9 import EMOJI9_FILE, load_emoji9_arrays  # noqa: E402  (emoji9 uses the helpers above)
