@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, ConfigError
 from . import aggregate as agg_mod
+from . import leaderboard
+from .leaderboard import paper_protocol
 
 GRID_FILE = "grid.json"
 RESULTS_FILE = "results.md"
@@ -454,7 +456,7 @@ def aggregate_grid(grid_dir: Path, order: Optional[List[str]] = None,
         if s is not None:
             # the grid's own label wins (a summary's method is the same string unless edited by hand)
             summaries.append({**s, "method": e["method"], "seed": e["seed"],
-                              "heads": head_training(e["dir"])})
+                              "heads": head_training(e["dir"]), "paper_protocol": paper_protocol(e["dir"])})
     agg = agg_mod.aggregate(summaries, order)
     agg["runs"] = [{"method": e["method"], "seed": e["seed"], "dir": _rel(e["dir"], grid_dir),
                     "status": e["status"]} for e in entries]
@@ -500,6 +502,9 @@ def write_grid(out: Path, order: List[str], plan, outcome: Dict[Path, Dict], com
 def format_grid_text(grid: Dict[str, Any]) -> str:
     parts = [agg_mod.text_table(*agg_mod.main_table(grid))]
     parts.append(agg_mod.STD_NOTE + ". " + agg_mod.PAIRED_NOTE + ".")
+    lb = grid.get("leaderboard")
+    if lb and lb["references"]:
+        parts += ["", agg_mod.text_table(*leaderboard.table(lb)), leaderboard.verdict(lb)]
     if grid["modalities"]:
         parts.append("")
         parts.append(agg_mod.text_table(*agg_mod.modality_table(grid)))
