@@ -29,11 +29,9 @@ and the same Pillow/FreeType (glyph scaling) and zlib (compression); the script 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import re
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from mmbalance.data.embedded import (  # noqa: E402
-    FILES_DIR,
-    SHA256SUMS,
-    read_sha256sums,
+    rebuild,
     sha256_file,
     write_npz_deterministic,
-    write_sha256sums,
 )
 from mmbalance.data.embedded.emoji9 import EMOJI9_FILE, IMAGE_SIZE  # noqa: E402
 
@@ -163,25 +158,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"Pillow {PIL.__version__}, FreeType {features.version('freetype2')}, Raqm {features.version('raqm')}, "
           f"zlib {zlib.ZLIB_RUNTIME_VERSION}")
-    expected = read_sha256sums().get(EMOJI9_FILE) if (FILES_DIR / SHA256SUMS).exists() else None
-    if args.check:
-        with tempfile.TemporaryDirectory() as tmp:
-            digest = sha256_file(build(Path(tmp), args.emoji_test, args.font))
-        print(f"{digest}  {EMOJI9_FILE} (rebuilt)")
-        print(f"{expected}  {EMOJI9_FILE} (shipped)")
-        ok = digest == expected
-        print("OK: rebuild matches the shipped checksum" if ok else "MISMATCH: rebuild differs from the shipped file")
-        return 0 if ok else 1
-    out = build(args.out or FILES_DIR, args.emoji_test, args.font)
-    digest = sha256_file(out)
-    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
-    print(f"{digest}  {EMOJI9_FILE}")
-    if args.out is None:
-        sums = read_sha256sums() if (FILES_DIR / SHA256SUMS).exists() else {}
-        sums[EMOJI9_FILE] = digest
-        write_sha256sums(sums)
-        print(f"updated {FILES_DIR / SHA256SUMS}")
-    return 0
+    return rebuild(EMOJI9_FILE, lambda folder: build(folder, args.emoji_test, args.font),
+                   check=args.check, out=args.out)
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     set_threads(1)
     seeds = parse_seeds(args.seeds)
-    print(f"| dataset | classifier | " + " | ".join(["modality A", "modality B", "both"]) + " |")
+    print("| dataset | classifier | modality A | modality B | both |")
     print("|---|---|---:|---:|---:|")
     for name in args.datasets.split(","):
         splits = build_splits(Config().override([f"data.name={name}"]).data)

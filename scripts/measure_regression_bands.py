@@ -40,9 +40,9 @@ def main(argv=None) -> int:
             accs.append(Trainer(cfg).fit()["test"]["acc"])
         mean, sd = float(np.mean(accs)), float(np.std(accs, ddof=1))
         half = 4 * sd / math.sqrt(args.k)
+        per_run = (time.time() - t0) / len(seeds)
         print(f'("{dataset}", "{method}"): ({mean - half:.4f}, {mean + half:.4f}),  # mean {mean:.4f}, sd {sd:.4f}, '
-              f"min {min(accs):.4f}, max {max(accs):.4f}, {len(seeds)} seeds, {(time.time() - t0) / len(seeds):.2f} s/run",
-              flush=True)
+              f"min {min(accs):.4f}, max {max(accs):.4f}, {len(seeds)} seeds, {per_run:.2f} s/run", flush=True)
     return 0
 
 

@@ -45,7 +45,8 @@ def test_paired_differences_ci_and_holm_against_both_references():
     lb = L.compute(runs, ["joint", "joint-aux", "m"])
     aux = lb["rows"]["joint-aux"]["vs"]["joint"]
     # diffs 0.01, 0.03, 0.02 -> t = 0.02 / (0.01 / sqrt 3) = 3.4641; df 2: p = 1 - t / sqrt(2 + t^2) = 0.074180
-    assert aux["mean_diff"] == pytest.approx(0.02) and aux["p"] == pytest.approx(1 - 3.4641016 / math.sqrt(14), abs=1e-6)
+    assert aux["mean_diff"] == pytest.approx(0.02)
+    assert aux["p"] == pytest.approx(1 - 3.4641016 / math.sqrt(14), abs=1e-6)
     assert aux["ci"] == [pytest.approx(x) for x in L.t_interval([0.01, 0.03, 0.02])]
     # m vs joint: diffs 0.05, 0.01, 0.03: mean 0.03, sd 0.02, t = 2.598076; p = 1 - t / sqrt(2 + t^2) = 0.121690
     m = lb["rows"]["m"]["vs"]["joint"]
@@ -83,10 +84,12 @@ def test_beyond_noise_mark_needs_holm_and_the_interval():
     # a constant difference has zero variance: no p-value, so no mark however large it is
     lb0 = L.compute(runs + [_summary("shifted", s, a + 0.05) for s, a in enumerate(aux)],
                     ["joint", "joint-aux", "shifted"])
-    assert lb0["rows"]["shifted"]["beyond_noise"] == "" and "zero variance" in lb0["rows"]["shifted"]["vs"]["joint-aux"]["p_note"]
+    shifted = lb0["rows"]["shifted"]
+    assert shifted["beyond_noise"] == "" and "zero variance" in shifted["vs"]["joint-aux"]["p_note"]
     # a one-seed grid: no interval, no p, no mark
     lb1 = L.compute([r for r in runs if r["seed"] == 0], ["joint", "joint-aux", "steady"])
-    assert lb1["rows"]["steady"]["beyond_noise"] == "" and math.isnan(lb1["rows"]["steady"]["vs"]["joint-aux"]["p_holm"])
+    steady1 = lb1["rows"]["steady"]
+    assert steady1["beyond_noise"] == "" and math.isnan(steady1["vs"]["joint-aux"]["p_holm"])
 
 
 def _fake_run(d, method, seed, test_per_epoch, best_epoch):

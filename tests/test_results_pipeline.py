@@ -34,7 +34,7 @@ grids:
     title: Tiny matrix
     kind: composition
     dataset: synthetic
-    sampler: [none, remix]
+    sampler: [none, no-such-sampler]
     gradient: [none, ogm-ge]
     objective: [joint-aux]
 """
@@ -52,7 +52,7 @@ def test_spec_resolution_skips_what_cannot_run(tmp_path):
     assert tiny.methods == ["joint", "joint-aux"] and "no-such-method" in tiny.notes[0]
     assert "method_args.ogm-ge.alpha=0.3" not in tiny.overrides  # no method of that grid stacks ogm-ge
     assert matrix.methods == ["joint", "joint-aux", "joint-aux+ogm-ge"]
-    assert matrix.notes == ["skipped (not registered yet: remix): `joint-aux+remix`, `joint-aux+remix+ogm-ge`"]
+    assert matrix.notes == ["skipped (not registered yet: no-such-sampler): `joint-aux+no-such-sampler`, `joint-aux+no-such-sampler+ogm-ge`"]
     assert "method_args.ogm-ge.alpha=0.3" in matrix.overrides
     assert G.command(matrix, Path("R")) == [
         "mmbalance", "compare", "--dataset", "synthetic", "--methods", "joint,joint-aux,joint-aux+ogm-ge",
@@ -94,7 +94,7 @@ def test_pipeline_end_to_end(tmp_path, capsys):
     assert "| sampler | gradient | joint-aux (%) |" in md
     assert re.search(r"\| none \| none \| \d+\.\d\d ± \d+\.\d\d", md)  # the joint-aux cell
     assert re.search(r"\| none \| ogm-ge \| \d+\.\d\d ± \d+\.\d\d", md)
-    assert "| remix | none | n/a |" in md and "skipped (not registered yet: remix)" in md
+    assert "| no-such-sampler | none | n/a |" in md and "skipped (not registered yet: no-such-sampler)" in md
     assert "no-such-method" in md and "best-on-test acc (%)" in md and "inflation (pp)" in md
     text = readme.read_text()
     assert text.startswith("intro\n<!-- results:board -->\n| method | Tiny grid (%) |") and "old table" not in text

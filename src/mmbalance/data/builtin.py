@@ -74,6 +74,12 @@ def _standardised(ds: MultimodalDataset) -> MultimodalDataset:
     return ds
 
 
+def _standardised_splits(arr: dict, name: str, cfg: DataConfig) -> Splits:
+    """Splits of a loader's ``{inputs, labels, class_names}`` with each modality standardised."""
+    ds = MultimodalDataset(arr["inputs"], arr["labels"], len(arr["class_names"]), arr["class_names"], name)
+    return _finish(_standardised(ds), cfg)
+
+
 @DATASETS.register("htad")
 def htad(cfg: DataConfig) -> Splits:
     """HTAD: 1,386 real home-task recordings, audio (36) + wrist accelerometer (16) features, 7 classes.
@@ -83,9 +89,7 @@ def htad(cfg: DataConfig) -> Splits:
     from .htad import load_htad_arrays
 
     _check_options("htad", cfg.options, set())
-    arr = load_htad_arrays()
-    ds = MultimodalDataset(arr["inputs"], arr["labels"], len(arr["class_names"]), arr["class_names"], "htad")
-    return _finish(_standardised(ds), cfg)
+    return _standardised_splits(load_htad_arrays(), "htad", cfg)
 
 
 @DATASETS.register("emoji-9")
@@ -94,11 +98,9 @@ def emoji9(cfg: DataConfig) -> Splits:
     from .embedded import load_emoji9_arrays
 
     _check_options("emoji-9", cfg.options, set())
-    arr = load_emoji9_arrays()
-    ds = MultimodalDataset(arr["inputs"], arr["labels"], len(arr["class_names"]), arr["class_names"], "emoji-9")
     # Standardised like the other feature sets: on raw [0, 1] pixels (mostly white background) the default MLP's
     # image encoder stalled at the majority class inside the joint model (measured: image head 19-32 %).
-    return _finish(_standardised(ds), cfg)
+    return _standardised_splits(load_emoji9_arrays(), "emoji-9", cfg)
 
 
 @DATASETS.register("synthetic")
