@@ -193,8 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     from .config import ConfigError
     from .data.base import DataError
-    from .engine.plugin import IncompatiblePluginsError
-    from .engine.trainer import NonFiniteLossError
+    from .engine.compat import IncompatiblePluginsError
+    from .engine.losses import NonFiniteLossError
     from .registry import UnknownNameError
 
     parser = build_parser()
