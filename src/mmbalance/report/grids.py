@@ -90,7 +90,7 @@ def load_spec(path: Path) -> Dict[str, Any]:
 def _refusal(method: str) -> Optional[str]:
     """Why ``method`` cannot run (an unregistered name, or plug-ins that refuse to stack), else None."""
     from ..config import Config
-    from ..engine.plugin import check_plugins
+    from ..engine.compat import check_plugins
     from ..methods import METHODS, build_plugins
 
     missing = [p for p in method.split("+") if p not in METHODS]
