@@ -104,3 +104,18 @@ def test_submitit_local_executor_runs_the_grid(sequential, tmp_path, capsys):
     assert "submitit launcher: Unknown executor 'no' in parameter 'no_such_parameter'" in err.err
     assert "skipped" not in err.out  # refused before the grid was even planned
     assert not (out / "joint" / "seed0" / "summary.json").exists()
+
+
+def test_shipped_slurm_launcher_config_is_valid(tmp_path):
+    """configs/launchers/slurm.yaml: every parameter name is one submitit knows (checked with the local
+    executor, which validates slurm_* names too; the slurm executor itself needs srun)."""
+    pytest.importorskip("submitit", reason="pip install submitit (the dev extra installs it)")
+    from mmbalance.report import launch
+
+    section = launch.read_launcher_config(str(Path(__file__).resolve().parents[1] / "configs/launchers/slurm.yaml"))
+    assert section["cluster"] == "slurm" and section["parameters"]["slurm_partition"]
+    executor = launch.make_executor({**section, "cluster": "local"}, tmp_path)
+    assert executor.cluster == "local"
+    section["parameters"]["slurm_partitionn"] = "typo"
+    with pytest.raises(Exception, match="slurm_partitionn"):
+        launch.make_executor({**section, "cluster": "local"}, tmp_path)

@@ -65,7 +65,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "options from --launcher-config")
     p.add_argument("--launcher-config", metavar="YAML",
                    help="YAML with a 'submitit:' section: cluster (slurm|local|debug), folder, parameters "
-                        "(timeout_min, cpus_per_task, gpus_per_node, slurm_partition, ...); see configs/slurm.yaml")
+                        "(timeout_min, cpus_per_task, gpus_per_node, slurm_partition, ...); "
+                        "see configs/launchers/slurm.yaml")
     add_run_arguments(p)
     p.epilog = ("Per-method options: method_args.<name>.<arg>=VALUE applies only to runs whose method stacks "
                 "<name>. Other KEY=VALUE overrides apply to every run.")
