@@ -41,8 +41,24 @@ grids:
 
 
 def _script(*args, cwd):
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=600)
+    """Run the script's main() in this process (no new Python + torch start-up; `--run` still starts
+    `mmbalance compare` as a subprocess, as a user's call would)."""
+    import contextlib
+    import importlib.util
+    import io
+    import os
+
+    spec = importlib.util.spec_from_file_location("build_results_md", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = module.main(list(args))
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, rc, out.getvalue(), err.getvalue())
 
 
 def test_spec_resolution_skips_what_cannot_run(tmp_path):
