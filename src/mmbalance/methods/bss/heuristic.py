@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TYPE_CHECKING
 
 import torch
 
@@ -10,6 +10,9 @@ from ...engine.options import option
 from ...registry import METHODS
 from .base import BSSBase, ScoringOptions
 from .orders import CurriculumOrder, pacing
+
+if TYPE_CHECKING:
+    from ...engine.trainer import Trainer
 
 
 def _parse_score_at(score_at) -> int:
@@ -57,13 +60,13 @@ class BSSHeuristic(BSSBase):
         pacing(0, self.lambda0, self.T_grow)  # validates lambda0 and T_grow together
         _parse_score_at(self.score_at)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._setup(trainer)
         if self.ranking is not None and len(self.ranking) != len(trainer.splits.train):
             raise ValueError(f"bss-h: restored ranking has {len(self.ranking)} samples, the training split "
                              f"{len(trainer.splits.train)}")
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         stats = self._consume_statistics(trainer) if self.score_source == "previous_epoch" else False
         if self.ranking is None and epoch >= self.warmup:
             values, source, seconds = self._raw_values(trainer, epoch, stats)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TYPE_CHECKING
 
 import torch
 
@@ -11,6 +11,9 @@ from ...engine.options import option
 from ...registry import METHODS
 from .base import BSSBase, ScoringOptions
 from .orders import BiasedOrder, ema_update, sampling_probabilities
+
+if TYPE_CHECKING:
+    from ...engine.trainer import Trainer
 
 
 @METHODS.register("bss-l")
@@ -65,7 +68,7 @@ class BSSLearned(BSSBase):
         self.sampling_mode = self.sampling_mode or "biased_permutation"
         self.score_mode = self.score_mode or "eval"
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._setup(trainer)
         if self.s_hat is not None and len(self.s_hat) != len(trainer.splits.train):
             raise ValueError(f"bss-l: restored scores cover {len(self.s_hat)} samples, the training split "
@@ -74,7 +77,7 @@ class BSSLearned(BSSBase):
     def probabilities(self) -> torch.Tensor:
         return sampling_probabilities(self.s_hat, self.prob_mode, self.linear_offset)
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         stats = self._consume_statistics(trainer) if self.score_source == "previous_epoch" else False
         rescore = self.s_hat is None or epoch % self.E == 0
         if rescore:
