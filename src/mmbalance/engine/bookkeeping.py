@@ -14,6 +14,8 @@ from .plugin import Plugin, Record
 from .state import growth_states
 
 if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
+
     from .trainer import Trainer
 
 
@@ -70,7 +72,7 @@ class MetricsWriter(Plugin):
     priority = 1000
 
     def __init__(self) -> None:
-        self._tb = None
+        self._tb: Optional[SummaryWriter] = None  # opened at the first main-epoch record
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if trainer.out is None or not trainer.is_main or not trainer.cfg.log.jsonl:
