@@ -12,6 +12,7 @@ from ...engine.compat import IncompatiblePluginsError
 from ...engine.options import option
 from ...engine.plugin import Plugin
 from ...engine.samplers import EpochBatchSampler, SequentialOrder
+from ..common import feature_sizes
 from .measurer import AGREEMENT, CRITERIA, DEFAULT_CRITERIA, combine_criteria, parse_criteria, per_sample_criteria, \
     score_range
 from .orders import _ScoringBatcher
@@ -93,7 +94,7 @@ class BSSBase(Plugin):
         if any(c in AGREEMENT for c in self.criteria) and len(mods) < 2:
             raise ValueError(f"{self.name}: the similarity criteria need >= 2 modalities, the run has {mods}")
         if "feat_sim" in self.criteria:
-            dims = {m: int(trainer.model.encoders[m].out_dim) for m in mods}
+            dims = feature_sizes(trainer.model, mods)
             if len(set(dims.values())) > 1:
                 raise ValueError(f"{self.name}: criterion 'feat_sim' needs encoders with equal feature sizes, "
                                  f"got {dims}; set model.feature_dim or use criteria=pred_sim+loss")
