@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +14,7 @@ from ..config import Config
 from ..data import Splits, build_splits
 from ..data.base import sample_shape
 from ..data.batch import Batch
+from ..functional.common import tensor_sum
 from ..models import FeatureRoutes, ModelOutput, build_model
 from . import bookkeeping, evaluation
 from . import state
@@ -37,6 +38,10 @@ class Trainer:
     Pass ``splits`` to train on your own :class:`~mmbalance.data.Splits`, ``plugins`` to bypass the method
     registry, and ``on_epoch`` to be called with every epoch's final record.
     """
+
+    #: whether any step's total was non-finite this epoch (set by ``run_epoch``; read at its end unless
+    #: ``check_finite_every_step``)
+    _nonfinite: Tensor
 
     def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None,
                  on_epoch: Optional[Callable[[Record], None]] = None):
@@ -84,7 +89,7 @@ class Trainer:
         self.call("configure_model", self.model)
         self.model.to(self.device)
         if cfg.train.channels_last and self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+            cast(Any, self.model).to(memory_format=torch.channels_last)  # torch's stub of Module.to lacks it
         self.initial_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         self._model_call, self._eval_call = model_calls(self.model, self.device, self.world_size, cfg.train.compile)
         self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 12345)
@@ -236,7 +241,7 @@ class Trainer:
         self.call("compute_loss", batch, out, losses)
         if not losses:
             raise RuntimeError("no loss terms: the method combination produced an empty objective")
-        total = sum(losses.values())
+        total = tensor_sum(losses.values())
         self._check_finite(total, losses)
         self.backward(total, batch, out)
         self.optimizer_step()
@@ -250,7 +255,7 @@ class Trainer:
         if self._step_owner is None:
             return self.default_step(batch)
         losses = self._step_owner.training_step(self, batch)
-        self._check_finite(losses.get("total", sum(losses.values())), losses)
+        self._check_finite(losses["total"] if "total" in losses else tensor_sum(losses.values()), losses)
         self.call("after_step", batch, None)
         return {k: v.detach() for k, v in losses.items()}
 
