@@ -117,7 +117,7 @@ def split_indices(split: np.ndarray, n: int, source: str) -> Dict[str, np.ndarra
         raise _error(f"{source}: split array has dtype {split.dtype}; use train/val/test or 0/1/2")
     bad = [i for i, v in enumerate(values) if v is None]
     if bad:
-        raise _error(f"{source}: split value {split[bad[0]]!r} of sample {bad[0]} is not train/val/test or 0/1/2 "
+        raise _error(f"{source}: split value {split[bad[0]].item()!r} of sample {bad[0]} is not train/val/test or 0/1/2 "
                      f"({len(bad)} such samples in all)")
     codes_arr = np.asarray(values)
     out = {}

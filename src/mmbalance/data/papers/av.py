@@ -198,12 +198,14 @@ def write_split_csv(path: Path, rows: Sequence[Tuple[str, str]]) -> None:
 
 
 def prepare_av_dataset(args, dataset: str, split_rows: Dict[str, List[Tuple[str, str]]], split_files: Dict[str, str],
-                       default_recipe: str, meta: Optional[dict] = None) -> dict:
+                       default_recipe: str, meta: Optional[dict] = None,
+                       extra_files: Optional[Dict[str, bytes]] = None) -> dict:
     """Shared ``prepare`` of the audio-visual sets: canonical split files, frames, audio arrays.
 
     ``split_rows``: split -> [(name, label token)]; ``split_files``: split -> canonical file name in ``out``
-    (splits not in it are not written: the caller copies its own split file).
-    Returns the summary ``mmbalance prepare`` turns into the manifest.
+    (splits not in it are not written: the caller passes its own split file in ``extra_files``, name ->
+    bytes, written once the names are checked). Nothing is written before every clip name is known to stay
+    inside ``out``. Returns the summary ``mmbalance prepare`` turns into the manifest.
     """
     raw, out = Path(args.raw), Path(args.out)
     sources: Dict[str, str] = {}
@@ -222,6 +224,8 @@ def prepare_av_dataset(args, dataset: str, split_rows: Dict[str, List[Tuple[str,
             raise pickle_refused(first)
     recipe = get_recipe(args.audio or default_recipe)
     out.mkdir(parents=True, exist_ok=True)
+    for name, data in (extra_files or {}).items():
+        (out / name).write_bytes(data)
     for split, rows in split_rows.items():
         if split in split_files:
             write_split_csv(out / split_files[split], rows)
