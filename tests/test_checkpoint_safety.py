@@ -15,7 +15,7 @@ import torch
 
 from mmbalance import Trainer
 from mmbalance.engine.checkpoint import (CheckpointError, atomic_torch_save, atomic_write_text, load_checkpoint,
-                                         load_model_state, remove_stale_tmp, rng_state, set_rng_state)
+                                         check_model_state, remove_stale_tmp, rng_state, set_rng_state)
 from mmbalance.methods import METHODS
 
 from conftest import assert_weights_only_roundtrip, make_cfg
@@ -115,12 +115,15 @@ def test_model_state_of_another_shape_is_named(tmp_path):
     other = torch.nn.Sequential(torch.nn.Linear(5, 3)).state_dict()
     with pytest.raises(CheckpointError, match=r"another shape \(e.g. '0.weight': \[3, 5\] in the checkpoint, "
                                               r"\[3, 4\] in the model\)"):
-        load_model_state(model, other, tmp_path / "best.pt")
+        check_model_state(model, other, tmp_path / "best.pt")
     with pytest.raises(CheckpointError, match="1 missing .*'0.bias'"):
-        load_model_state(model, {"0.weight": torch.zeros(3, 4)}, tmp_path / "best.pt")
-    good = torch.nn.Sequential(torch.nn.Linear(4, 3)).state_dict()
-    load_model_state(model, good, tmp_path / "best.pt")
-    assert torch.equal(model[0].weight, good["0.weight"])
+        check_model_state(model, {"0.weight": torch.zeros(3, 4)}, tmp_path / "best.pt")
+    check_model_state(model, torch.nn.Sequential(torch.nn.Linear(4, 3)).state_dict(), tmp_path / "best.pt")
+    # keys a plug-in adds on loading may be absent on either side
+    grown = dict(model.state_dict(), **{"extras.head.weight": torch.zeros(2)})
+    check_model_state(model, grown, tmp_path / "best.pt", optional=("extras.",))
+    with pytest.raises(CheckpointError, match="1 unexpected .*'extras.head.weight'"):
+        check_model_state(model, grown, tmp_path / "best.pt")
 
 
 def test_atomic_writes_are_readable_by_others_and_respect_the_umask(tmp_path):

@@ -195,7 +195,7 @@ def _strip(rec):
     rec = json.loads(json.dumps(rec))
     rec["train"].pop("time_s", None)
     rec.pop("time", None)  # per-phase wall-clock timings
-    rec.get("plugins", {}).pop("dr/diagnose_time_s", None)
+    rec.get("plugins", {}).pop("diagnose-relearn/diagnose_time_s", None)
     return rec
 
 
@@ -212,7 +212,7 @@ def test_resume_through_checkpoint_is_exact(tmp_path):
     b = [_strip(json.loads(line)) for line in (part / "metrics.jsonl").read_text().splitlines()]
     assert len(a) == len(b) == 4
     assert a == b
-    assert [r["plugins"].get("dr/reinit") for r in a] == [None, 1.0, 1.0, 1.0]
+    assert [r["plugins"].get("diagnose-relearn/reinit") for r in a] == [None, 1.0, 1.0, 1.0]
     ea, eb = np.load(full / EMBEDDINGS_FILE), np.load(part / EMBEDDINGS_FILE)
     assert sorted(ea.files) == sorted(eb.files)
     for k in ea.files:
@@ -243,16 +243,16 @@ def test_end_to_end_fires_at_the_right_epochs_and_applies_the_formula(tmp_path):
     assert [c[0] for c in spy.calls] == [2, 4]  # e > 0, e % 2 == 0, at most 2 times: not after epoch 6
     recs = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     for r in recs:
-        has = "dr/a/alpha" in r["plugins"]
+        has = "diagnose-relearn/a/alpha" in r["plugins"]
         assert has == (r["epoch"] in (2, 4))
     for epoch, alphas, before, after in spy.calls:
         logged = recs[epoch]["plugins"]
         for m in ("a", "b"):
-            pt, pv = logged[f"dr/{m}/purity_train"], logged[f"dr/{m}/purity_val"]
+            pt, pv = logged[f"diagnose-relearn/{m}/purity_train"], logged[f"diagnose-relearn/{m}/purity_val"]
             assert 0 < pt <= 1 and 0 < pv <= 1
-            assert logged[f"dr/{m}/gap"] == pytest.approx(abs(pt - pv), abs=1e-12)
-            assert logged[f"dr/{m}/alpha"] == pytest.approx(math.tanh(3.0 * abs(pt - pv)), abs=1e-12)
-            assert alphas[m] == logged[f"dr/{m}/alpha"]
+            assert logged[f"diagnose-relearn/{m}/gap"] == pytest.approx(abs(pt - pv), abs=1e-12)
+            assert logged[f"diagnose-relearn/{m}/alpha"] == pytest.approx(math.tanh(3.0 * abs(pt - pv)), abs=1e-12)
+            assert alphas[m] == logged[f"diagnose-relearn/{m}/alpha"]
         for k in after:
             if k.startswith("encoders."):
                 a = alphas[k.split(".")[1]]
@@ -260,8 +260,8 @@ def test_end_to_end_fires_at_the_right_epochs_and_applies_the_formula(tmp_path):
                                            rtol=1e-6, atol=1e-6)
             else:
                 assert torch.equal(after[k], before[k])
-        assert recs[epoch]["plugins"]["dr/reinit"] == 1.0
-    assert recs[4]["plugins"]["dr/n_reinit"] == 2.0
+        assert recs[epoch]["plugins"]["diagnose-relearn/reinit"] == 1.0
+    assert recs[4]["plugins"]["diagnose-relearn/n_reinit"] == 2.0
     assert any(a > 0 for _, alphas, _, _ in spy.calls for a in alphas.values())
     z = np.load(tmp_path / "run" / EMBEDDINGS_FILE)
     assert {"a__before__e2", "a__after__e2", "b__before__e4", "b__after__e4", "a__final__e6"} <= set(z.files)
@@ -274,8 +274,8 @@ def test_lambda_zero_and_monitoring_leave_training_identical_to_joint():
                              f"method_args.{DR}.monitor_every=1"], **{"train.epochs": 3}))
     s = dr.fit()
     assert s["test"] == joint["test"] and s["val"] == joint["val"]
-    assert [r["plugins"]["dr/reinit"] for r in dr.history] == [0.0, 1.0, 1.0]
-    assert all(r["plugins"]["dr/a/alpha"] == 0.0 for r in dr.history)
+    assert [r["plugins"]["diagnose-relearn/reinit"] for r in dr.history] == [0.0, 1.0, 1.0]
+    assert all(r["plugins"]["diagnose-relearn/a/alpha"] == 0.0 for r in dr.history)
 
 
 def test_stacks_with_joint_aux_and_trains_fused_ce_only_alone():
@@ -283,7 +283,7 @@ def test_stacks_with_joint_aux_and_trains_fused_ce_only_alone():
     t.fit()
     rec = t.history[1]
     assert "loss_uni_a" in rec["train"] and "loss_fused" in rec["train"]
-    assert "dr/b/gap" in rec["plugins"]
+    assert "diagnose-relearn/b/gap" in rec["plugins"]
     alone = Trainer(_cfg(**{"train.epochs": 1}))
     alone.fit()
     assert set(alone.history[0]["train"]) >= {"loss_fused"} and "loss_uni_a" not in alone.history[0]["train"]
@@ -296,7 +296,7 @@ def test_stacks_with_ogm_ge_when_registered():
         pytest.skip("ogm-ge is not registered")
     t = Trainer(_cfg(method=f"ogm-ge+{DR}", extra=[f"method_args.{DR}.reinit_every=1"], **{"train.epochs": 2}))
     t.fit()
-    assert "dr/a/alpha" in t.history[1]["plugins"] and t.history[1]["plugins"]["dr/reinit"] == 1.0
+    assert "diagnose-relearn/a/alpha" in t.history[1]["plugins"] and t.history[1]["plugins"]["diagnose-relearn/reinit"] == 1.0
 
 
 def test_three_views_of_mfeat_with_mlp():
@@ -305,8 +305,8 @@ def test_three_views_of_mfeat_with_mlp():
                             "model.encoder_args.hidden=32"], **{"train.epochs": 2}))
     t.fit()
     logged = t.history[1]["plugins"]
-    assert {f"dr/{m}/alpha" for m in ("pix", "fou", "zer")} <= set(logged)
-    assert all(logged[f"dr/{m}/purity_train"] > 0.3 for m in ("pix", "fou", "zer"))
+    assert {f"diagnose-relearn/{m}/alpha" for m in ("pix", "fou", "zer")} <= set(logged)
+    assert all(logged[f"diagnose-relearn/{m}/purity_train"] > 0.3 for m in ("pix", "fou", "zer"))
 
 
 @pytest.mark.parametrize("encoder", ["cnn", "transformer"])
@@ -316,7 +316,7 @@ def test_other_encoders(encoder):
     t = Trainer(_cfg(data=[], extra=extra, **{"train.epochs": 2}), splits=_image_splits())
     before = {k: v.cpu().clone() for k, v in t.model.encoders.state_dict().items()}
     t.fit()
-    assert {"dr/img/alpha", "dr/aud/alpha"} <= set(t.history[1]["plugins"])
+    assert {"diagnose-relearn/img/alpha", "diagnose-relearn/aud/alpha"} <= set(t.history[1]["plugins"])
     assert any(not torch.equal(v.cpu(), before[k]) for k, v in t.model.encoders.state_dict().items())
 
 

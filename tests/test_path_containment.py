@@ -195,20 +195,25 @@ def test_sarcasm_prepare(tmp_path, capsys):
                     source=f"{raw / 'text' / 'train.txt'} line 3", entry="../../etc/x.jpg")
 
 
-def test_twitter2015_prepare_image_id(tmp_path, capsys):
+@pytest.mark.parametrize("field,entry", [("index", "0/../../../x"), ("image", "/etc/hostname")])
+def test_twitter2015_prepare_index_and_image_id(tmp_path, capsys, field, entry):
+    """The issue's case: an index like 0/../../../x wrote a .npy outside --out; an image id read any file."""
     raw = tmp_path / "raw"
     (raw / "twitter2015_images").mkdir(parents=True)
     for split in ("train", "dev", "test"):
         rows = ["index\t#1 Label\t#2 ImageID\t#3 String\t#3 String"]
         for i in range(2):
             gray_frame(raw / "twitter2015_images" / f"{split}{i}.jpg", 10)
-            rows.append(f"{i}\t{i}\t{split}{i}.jpg\t$T$ ok\tT")
-        if split == "test":
-            rows.append("9\t1\t/etc/hostname\t$T$ ok\tT")
+            idx, image = str(i), f"{split}{i}.jpg"
+            if (split, i) == ("test", 1):
+                idx, image = (entry, image) if field == "index" else (idx, entry)
+            rows.append(f"{idx}\t{i}\t{image}\t$T$ ok\tT")
         (raw / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     (tmp_path / "feats").mkdir()
+    shown = f"test_{entry}.npy" if field == "index" else entry
     refused_prepare(capsys, tmp_path, "twitter2015", "--text-features", tmp_path / "feats",
-                    source=f"{raw / 'test.tsv'} line 4", entry="/etc/hostname")
+                    source=f"{raw / 'test.tsv'} line 3", entry=shown)
+    assert not (tmp_path / "x.npy").exists()
 
 
 @pytest.mark.parametrize("column,entry", [("image", "../../x.jpg"), ("id", "../x")])

@@ -142,7 +142,7 @@ def format_summary(s: dict) -> str:
 def cmd_eval(args) -> int:
     from .config import Config
     from .engine import Trainer
-    from .engine.checkpoint import CheckpointError, load_checkpoint, load_model_state
+    from .engine.checkpoint import CheckpointError, check_model_state, load_checkpoint
 
     run = Path(args.run)
     if not (run / "config.yaml").is_file():
@@ -157,7 +157,11 @@ def cmd_eval(args) -> int:
         ["train.progress=false", "out=null", f"data.trust_pickle={'true' if args.trust_pickle else 'false'}"] +
         ([f"train.device={args.device}"] if args.device else []))
     tr = Trainer(cfg)
-    load_model_state(tr.model, ckpt["model"], path)
+    check_model_state(tr.model, ckpt["model"], path, optional=("extras.",))  # one line, before torch's message
+    try:
+        tr.load_weights(ckpt)
+    except (RuntimeError, ValueError) as e:  # what the first check cannot see (a grown module of another shape)
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     res = {split: tr.evaluate(split) for split in args.splits.split(",")}
     print(json.dumps(res, indent=2))
     return 0

@@ -13,7 +13,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -188,11 +188,17 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def load_model_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], path: Path) -> None:
-    """``model.load_state_dict(state)``, or one line naming the file and the first mismatches."""
+def check_model_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], path: Path,
+                      optional: Tuple[str, ...] = ()) -> None:
+    """Raise one line naming the file and the first mismatches if ``state`` does not fit ``model``.
+
+    Keys starting with one of ``optional`` may be missing on either side (modules a plug-in adds when it
+    loads its own state, e.g. ``extras.``); tensors present on both sides must have the same shape.
+    """
     own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
+    skip = lambda k: k.startswith(optional) if optional else False  # noqa: E731
+    missing = [k for k in own if k not in state and not skip(k)]
+    extra = [k for k in state if k not in own and not skip(k)]
     shape = [k for k in own if k in state and isinstance(state[k], torch.Tensor)
              and tuple(state[k].shape) != tuple(own[k].shape)]
     if missing or extra or shape:
@@ -207,5 +213,3 @@ def load_model_state(model: torch.nn.Module, state: Dict[str, torch.Tensor], pat
             parts.append(f"{len(extra)} unexpected (e.g. {extra[0]!r})")
         raise CheckpointError(f"checkpoint {path} does not fit this model: {'; '.join(parts)}. Was it written "
                               f"by another run, or was config.yaml changed?")
-    model.load_state_dict(state)
-

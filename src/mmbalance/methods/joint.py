@@ -1,6 +1,11 @@
 """Reference methods: plain joint training, joint training with unimodal losses, and one modality alone."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Optional
+
+from ..engine.compat import IncompatiblePluginsError
+from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
 
@@ -19,16 +24,11 @@ class JointAux(Plugin):
 
 @METHODS.register("unimodal")
 class Unimodal(Plugin):
-    """Train one modality alone (its encoder and head); the unimodal rows of results tables.
+    """Train one modality alone (its encoder and head); the unimodal rows of results tables."""
 
-    Args:
-        modality: which modality to train (default: the first one of the dataset).
-    """
-
-    overrides_step = False
-
-    def __init__(self, modality: str | None = None):
-        self.modality = modality
+    @dataclass
+    class Options:
+        modality: Optional[str] = option(None, "which modality to train (None: the dataset's first)", "[RECON]")
 
     def configure_model(self, trainer, model):
         m = self.modality or trainer.modalities[0]
@@ -42,14 +42,12 @@ class Unimodal(Plugin):
 
         losses.clear()
         z = out.logits[self.modality]
-        losses[f"uni_{self.modality}"] = F.cross_entropy(z.float(), batch["y"][: z.shape[0]])
+        losses[f"uni_{self.modality}"] = F.cross_entropy(z.float(), batch.labels(self.modality))
 
     def predict(self, trainer, out):
         return out.logits[self.modality]
 
     def check_compatible(self, plugins):
-        from ..engine.plugin import IncompatiblePluginsError
-
         if plugins:
             raise IncompatiblePluginsError(f"'unimodal' trains one modality alone and cannot be stacked "
                                            f"with {plugins[0].name!r}")

@@ -12,7 +12,7 @@ from .plots import read_metrics as _records
 
 METHODS = ("diagnose-relearn",)
 
-_KEY = re.compile(r"^dr/(?P<m>.+)/(?P<what>purity_train|purity_val|gap|alpha)$")
+_KEY = re.compile(r"^diagnose-relearn/(?P<m>.+)/(?P<what>purity_train|purity_val|gap|alpha)$")
 _SNAP = re.compile(r"^(?P<m>.+)__(?P<when>before|after|final)__e(?P<epoch>\d+)$")
 
 
@@ -28,7 +28,7 @@ def _series(records: List[dict]):
             mt = _KEY.match(k)
             if mt and isinstance(v, (int, float)):
                 series.setdefault(mt["m"], {}).setdefault(mt["what"], []).append((r["epoch"], float(v)))
-        if plugins.get("dr/reinit") == 1.0:
+        if plugins.get("diagnose-relearn/reinit") == 1.0:
             reinit.append(r["epoch"])
     return series, reinit
 

@@ -14,7 +14,7 @@ from .plots import read_metrics as _records
 
 METHODS = ("dus-h", "dus-rl")
 
-_STEP = re.compile(r"^dus/(?P<what>n|s_hat)/(?P<m>.+)$")
+_STEP = re.compile(r"^dus-(?:h|rl)/(?P<what>n|s_hat)/(?P<m>.+)$")
 
 
 def step_series(records: List[dict]) -> Tuple[Dict[str, Dict[str, np.ndarray]], List[int]]:
@@ -87,11 +87,11 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
         axes[0].legend()
         epochs = [r["epoch"] for r in records]
         for m in mods:
-            rho = [(r.get("plugins") or {}).get(f"dus/rho/{m}") for r in records]
+            rho = [(r.get("plugins") or {}).get(next((k for k in (f"dus-h/rho/{m}", f"dus-rl/rho/{m}") if k in (r.get("plugins") or {})), "")) for r in records]
             if any(v is not None for v in rho):
                 axes[1].plot(epochs, [np.nan if v is None else v for v in rho], "o-", color=colors[m], label=f"ρ {m}")
         axes[1].axhline(1.0, color="grey", ls=":", lw=1)
-        reward = [(r.get("plugins") or {}).get("dus/reward") for r in records]
+        reward = [(r.get("plugins") or {}).get("dus-rl/reward") for r in records]
         if any(v is not None for v in reward):
             ax2 = axes[1].twinx()
             ax2.plot(epochs, [np.nan if v is None else v for v in reward], "k--", lw=1, label="RL reward")

@@ -13,8 +13,8 @@ from typing import Dict, List
 from .plots import read_metrics as _records
 
 METHODS = ("ogm-ge", "agm", "pmr", "mslr", "mmpareto")
-PREFIXES = {"ogm": "OGM-GE", "agm": "AGM", "pmr": "PMR", "mslr": "MSLR", "mmpareto": "MMPareto"}
-_KEY = re.compile(r"^(?P<p>ogm|agm|pmr|mslr|mmpareto)/(?P<m>[^/]+)/(?P<q>[^/]+)$")
+PREFIXES = {"ogm-ge": "OGM-GE", "agm": "AGM", "pmr": "PMR", "mslr": "MSLR", "mmpareto": "MMPareto"}
+_KEY = re.compile(r"^(?P<p>ogm-ge|agm|pmr|mslr|mmpareto)/(?P<m>[^/]+)/(?P<q>[^/]+)$")
 # reference lines worth drawing: a ratio of 1 (balanced), a coefficient of 1 (unmodulated), a cosine of 0
 _REF = {"ratio": 1.0, "coeff": 1.0, "target": 1.0, "cos": 0.0}
 
