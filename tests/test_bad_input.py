@@ -436,32 +436,50 @@ def test_eval_does_not_inherit_trust_pickle_from_the_run_folder(tmp_path, capsys
     assert rc == 0 and '"acc"' in out, err
 
 
-def test_pkl_audio_arrays_need_the_opt_in(tmp_path):
-    """PMR/BSS layouts store audio as .pkl arrays: refused naming file and option; read with the opt-in."""
+def cremad_pkl_tree(root: Path, marker=None) -> Path:
+    """A CREMA-D folder in the PMR/BSS layout: frames + audio arrays stored as .pkl (one may carry a payload)."""
     from PIL import Image
 
-    root = tmp_path / "cremad"
-    emo = ["NEU", "HAP"]
     rows = {"train": [], "test": []}
-    for c, e in enumerate(emo):
+    for e in ("NEU", "HAP"):
         for a in range(5):
             name = f"10{a:02d}_DFA_{e}_XX"
             rows["test" if a == 4 else "train"].append(f"{name},{e}\n")
             (root / "visual" / name).mkdir(parents=True)
             Image.fromarray(np.full((8, 8, 3), 40 * a, dtype=np.uint8)).save(root / "visual" / name / "00001.jpg")
             (root / "audio").mkdir(exist_ok=True)
+            arr = np.full((6, 5), float(a), dtype=np.float32)
             with open(root / "audio" / f"{name}.pkl", "wb") as f:
-                pickle.dump(np.full((6, 5), float(a), dtype=np.float32), f)
+                pickle.dump(Payload(marker) if marker is not None and a == 0 else arr, f)
     for s, r in rows.items():
         (root / f"{s}.csv").write_text("".join(r))
+    return root
+
+
+def test_pkl_audio_arrays_need_the_opt_in(tmp_path):
+    """PMR/BSS layouts store audio as .pkl arrays: refused naming file and option; read with the opt-in."""
     from mmbalance.data import build_splits
 
+    root = cremad_pkl_tree(tmp_path / "cremad")
     base = ["data.name=cremad", f"data.root={root}", "data.options.val_size=2", "data.options.image_size=8"]
     with pytest.raises(DataError, match=r"audio/.*\.pkl: refused: .*--trust-pickle"):
         build_splits(Config().override(base).data)
     sp = build_splits(Config().override(base + ["data.trust_pickle=true", "data.options.audio_frames=5"]).data)
     x = sp.test.load(0, "audio")
     assert x.shape == (1, 6, 5) and bool((x == 4.0).all())  # the test clips are actor 4: the array as pickled
+
+
+def test_prepare_with_pkl_audio_needs_the_opt_in(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    raw = cremad_pkl_tree(tmp_path / "raw", marker)
+    rc, _, err = run_cli(capsys, "prepare", "cremad", "--raw", raw, "--out", tmp_path / "out", "--no-progress")
+    assert_one_error_line(rc, err, ".pkl: refused", "--trust-pickle")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    cremad_pkl_tree(tmp_path / "raw2")
+    rc, out, err = run_cli(capsys, "prepare", "cremad", "--raw", tmp_path / "raw2", "--out", tmp_path / "out",
+                           "--no-progress", "--trust-pickle")
+    assert rc == 0, err
+    assert np.load(tmp_path / "out" / "audio" / "1004_DFA_HAP_XX.npy").tolist() == [[4.0] * 5] * 6
 
 
 def test_verify_does_not_look_outside_root_for_manifest_entries(tmp_path, capsys, monkeypatch):
