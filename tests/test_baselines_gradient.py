@@ -36,7 +36,7 @@ def _batch(trainer, n=32):
     idx = torch.arange(n)
     from mmbalance.data.batch import Batch
 
-    return trainer.to_device(Batch({m: src.get_batch(idx, m) for m in trainer.modalities}, src.labels[idx], idx,
+    return trainer.data.to_device(Batch({m: src.get_batch(idx, m) for m in trainer.modalities}, src.labels[idx], idx,
                                    {m: n for m in trainer.modalities}))
 
 

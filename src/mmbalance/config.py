@@ -106,6 +106,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     out: Optional[str] = None  #: run folder
+    #: your own modules or .py files to import first (methods, encoders, fusions, datasets: ``mmbalance.extensions``)
+    plugins: List[str] = field(default_factory=list)
 
     def __post_init__(self):
         self.validate()

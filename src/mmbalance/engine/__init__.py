@@ -4,7 +4,8 @@ from .options import OptionError, option
 from .plugin import Plugin
 from .samplers import Batcher, EpochBatchSampler, EpochOrder, FixedBatcher, RandomOrder
 from .stages import Stage
-from .trainer import NonFiniteLossError, Trainer
+from .losses import NonFiniteLossError
+from .trainer import Trainer
 
 __all__ = ["Batcher", "EpochBatchSampler", "EpochOrder", "FixedBatcher", "IncompatiblePluginsError",
            "NonFiniteLossError", "OptionError", "Plugin", "RandomOrder", "Stage", "Trainer", "check_plugins",

@@ -11,6 +11,7 @@ import torch
 from .checkpoint import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
 from .evaluation import public_metrics
 from .plugin import Plugin, Record
+from .state import growth_states
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -43,7 +44,7 @@ class Selection(Plugin):
                 self.best_state = state
             elif trainer.is_main:
                 atomic_torch_save({"model": state, "epoch": epoch, "score": score, "select_on": split,
-                                   "plugins": trainer.growth_states()}, trainer.out / "best.pt")
+                                   "plugins": growth_states(trainer)}, trainer.out / "best.pt")
 
     def best_checkpoint(self, trainer: "Trainer") -> Optional[Dict[str, Any]]:
         """The selected weights (``{"model": ..., "plugins": ...}``), or None if no epoch ran."""

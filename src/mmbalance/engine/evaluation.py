@@ -22,11 +22,11 @@ def collect(trainer: "Trainer", split: str, features: bool = False,
     ``features``. The model's train/eval mode is restored afterwards."""
     was_training = trainer.model.training
     trainer.model.eval()
-    trainer.set_split_mode(split, False)
+    trainer.data.set_split_mode(split, False)
     ys, fused, logits, feats, preds, shares = [], [], {}, {}, [], {}
     share_fn = getattr(trainer.model.fusion, "modality_logits", None)
-    for batch in trainer.eval_loader(split, modalities):
-        batch = trainer.to_device(batch, split, train=False)
+    for batch in trainer.data.eval_loader(split, modalities):
+        batch = trainer.data.to_device(batch, split, train=False)
         out = trainer.forward(batch.inputs)
         ys.append(batch.y)
         if out.fused is not None:

@@ -41,3 +41,18 @@ def base_losses(trainer: "Trainer", batch: Batch, out: ModelOutput) -> Dict[str,
                 z = trainer.model.heads[m](f.detach())
             losses[f"monitor_{m}"] = cross_entropy(z, batch.labels(m), ws, batch.global_count(m))
     return losses
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def nonfinite_error(trainer: "Trainer", where: str, losses: Dict[str, torch.Tensor]) -> NonFiniteLossError:
+    """The error naming where the loss stopped being finite, its terms, and the checkpoint that is kept."""
+    terms = ", ".join(f"{k}={float(v.detach() if torch.is_tensor(v) else v):.4g}" for k, v in losses.items()) \
+        if losses else "?"
+    out = trainer.out
+    keep = (f" The last good checkpoint is kept: {out / 'last.pt'} (after epoch {trainer.epoch - 1})."
+            if out and (out / "last.pt").exists() else " No checkpoint had been written yet.")
+    return NonFiniteLossError(f"non-finite training loss at {where} ({terms}). Lower optim.lr, set optim.grad_clip, "
+                              f"or check the inputs.{keep}")

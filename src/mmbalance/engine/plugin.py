@@ -95,6 +95,9 @@ class Plugin:
     #: backward), which a step strategy (``training_step``) would bypass
     needs_default_step: bool = False
 
+    if TYPE_CHECKING:  # options are set as attributes from the Options dataclass
+        def __getattr__(self, name: str) -> Any: ...
+
     def __init__(self, **options: Any) -> None:
         self.options = build_options(type(self).Options, options, self.name)
         for f in fields(self.options):

@@ -9,31 +9,25 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from ..config import Config
-from ..data import BatchDataset, Splits, build_splits
-from ..data.base import passthrough_collate, sample_shape
+from ..data import Splits, build_splits
+from ..data.base import sample_shape
 from ..data.batch import Batch
 from ..models import FeatureRoutes, ModelOutput, build_model
 from . import bookkeeping, evaluation
-from .checkpoint import atomic_write_text, load_checkpoint, rng_state, seed_everything, set_rng_state
+from . import state
+from .checkpoint import atomic_write_text, load_checkpoint, seed_everything
 from .compat import check_plugins
-from .distributed import all_reduce, ddp_forward, init_distributed, resolve_device, rng_devices, set_determinism
+from .runtime import Clock, all_reduce, init_distributed, model_calls, resolve_device, rng_devices, set_determinism
 from .epoch_log import EpochLog
-from .losses import base_losses, cross_entropy
+from .losses import base_losses, cross_entropy, nonfinite_error
 from .optim import build_optimizer, build_scheduler
 from .plugin import EVENTS, Losses, Plugin, Record, implements
 from .residency import make_resident
-from .samplers import EpochBatchSampler, FixedBatcher, IndexListOrder, RandomOrder, SequentialOrder
+from .pipeline import DataPipeline
+from .samplers import EpochBatchSampler, FixedBatcher, RandomOrder
 from .stages import Stage
-
-
-CHECKPOINT_FORMAT = 2  #: layout of last.pt (2: plug-in contract v2, bookkeeping state under "plugins")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the last good checkpoint is kept."""
 
 
 class Trainer:
@@ -46,8 +40,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None,
                  on_epoch: Optional[Callable[[Record], None]] = None):
+        from ..extensions import import_extensions
         from ..methods import build_plugins  # late import: methods import the engine
 
+        import_extensions(cfg.plugins)  # the user's own methods, encoders, datasets (before anything is built)
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world_size, local_rank = init_distributed(cfg.train.device)
@@ -85,21 +81,10 @@ class Trainer:
         if cfg.train.channels_last and self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
         self.initial_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        self._model_call = self._eval_call = self.model
-        if self.world_size > 1:
-            self._model_call = ddp_forward(self.model, self.device)
-        if cfg.train.compile != "none":
-            mode = None if cfg.train.compile == "default" else cfg.train.compile
-            # Some plug-ins backpropagate through one forward more than once (MMPareto's per-loss gradients use
-            # retain_graph); a compiled backward that donates its buffers refuses that. Off for every compiled
-            # run, not only those: dynamo shares compiled graphs between identical models in one process.
-            from torch._functorch import config as functorch_config
-
-            functorch_config.donated_buffer = False
-            self._model_call = torch.compile(self._model_call, mode=mode)
-            self._eval_call = torch.compile(self.model, mode=mode) if self.world_size > 1 else self._model_call
-        # per-sample randomness of batch transforms (GPU augmentation), seeded and saved for exact resume
+        self._model_call, self._eval_call = model_calls(self.model, self.device, self.world_size, cfg.train.compile)
         self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.train.seed + 12345)
+        self.data = DataPipeline(cfg, self.splits, self.device, self.resident, self.aug_generator,
+                                 lambda: self.active_modalities)
 
         uni = cfg.train.unimodal_loss_weight
         self.unimodal_loss_weight = float(uni) if uni is not None else (
@@ -123,7 +108,6 @@ class Trainer:
         self.resumed = False
         self.wall_time = 0.0
         self.summary: Dict[str, Any] = {}
-        self._split_train: Dict[str, bool] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
         check = cfg.train.check_finite
@@ -166,7 +150,7 @@ class Trainer:
         """A pass that must not disturb training (scoring, prototypes, probes, diagnosis): the model runs in
         train or eval mode as asked, and afterwards the model's mode, the splits' transforms and, with
         ``fork_rng``, every random stream of the run are as they were."""
-        was, splits = self.model.training, dict(self._split_train)
+        was, splits = self.model.training, dict(self.data.split_train)
         aug = self.aug_generator.get_state() if fork_rng else None
         self.model.train(train)
         try:
@@ -175,7 +159,7 @@ class Trainer:
         finally:
             self.model.train(was)
             for split, mode in splits.items():
-                self.set_split_mode(split, mode)
+                self.data.set_split_mode(split, mode)
             if aug is not None:
                 self.aug_generator.set_state(aug)
 
@@ -200,10 +184,6 @@ class Trainer:
             if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
                 self.scheduler.base_lrs.append(group["initial_lr"])
         return module
-
-    def growth_states(self) -> Dict[str, Any]:
-        """States of the plug-ins that add modules (saved with ``best.pt`` so it can be loaded on its own)."""
-        return {p.name: p.state_dict() for p in self._hooks["on_load"]}
 
     # ================================================================== primitives of a step
     def forward(self, inputs: Dict[str, Any], fuse: bool = True,
@@ -268,83 +248,26 @@ class Trainer:
         return {k: v.detach() for k, v in losses.items()}
 
     def _check_finite(self, total: Tensor, losses: Losses) -> None:
-        if self.check_finite_every_step:
+        if self.check_finite_every_step:  # else accumulated on the device and checked once at epoch end
             if not bool(torch.isfinite(total)):
-                self._raise_nonfinite(f"epoch {self.epoch} step {self._steps}", losses)
-        else:  # accumulate on the device; checked once at epoch end
+                raise nonfinite_error(self, f"epoch {self.epoch} step {self._steps}", losses)
+        else:
             self._nonfinite = self._nonfinite | ~torch.isfinite(total.detach())
-
-    def _raise_nonfinite(self, where: str, losses: Losses) -> None:
-        terms = ", ".join(f"{k}={float(v.detach() if torch.is_tensor(v) else v):.4g}" for k, v in losses.items()) \
-            if losses else "?"
-        keep = (f" The last good checkpoint is kept: {self.out / 'last.pt'} (after epoch {self.epoch - 1})."
-                if self.out and (self.out / "last.pt").exists() else " No checkpoint had been written yet.")
-        raise NonFiniteLossError(f"non-finite training loss at {where} ({terms}). Lower optim.lr, set "
-                                 f"optim.grad_clip, or check the inputs.{keep}")
-
-    # ================================================================== data
-    def loader(self, split: str, batch_sampler, modalities: Optional[List[str]] = None) -> DataLoader:
-        return DataLoader(BatchDataset(self.splits[split], modalities or self.active_modalities),
-                          batch_sampler=batch_sampler, collate_fn=passthrough_collate,
-                          num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda" and not self.resident)
-
-    def eval_loader(self, split: str, modalities: Optional[List[str]] = None) -> DataLoader:
-        sampler = EpochBatchSampler(SequentialOrder(len(self.splits[split])), FixedBatcher(self.cfg.eval.batch_size))
-        return self.loader(split, sampler, modalities)
-
-    def iter_batches(self, split: str, indices=None, train: bool = False, modalities: Optional[List[str]] = None,
-                     batch_size: Optional[int] = None, shuffle: bool = False, epoch: int = 0,
-                     salt: int = 0) -> Iterator[Batch]:
-        """Device batches of ``split`` (optionally only ``indices``), with training or evaluation transforms;
-        a seeded shuffle if ``shuffle``. For plug-ins' own passes (scoring, prototypes, probes)."""
-        self.set_split_mode(split, train)
-        if indices is None:
-            indices = torch.arange(len(self.splits[split]))
-        order = IndexListOrder(indices, self.cfg.train.seed, shuffle=shuffle, salt=salt)
-        bs = int(batch_size or (self.cfg.train.batch_size if train else self.cfg.eval.batch_size))
-        sampler = EpochBatchSampler(order, FixedBatcher(bs))
-        sampler.set_epoch(epoch)
-        for batch in self.loader(split, sampler, modalities):
-            yield self.to_device(batch, split, train=train)
-
-    def to_device(self, batch: Batch, split: str = "train", train: bool = True) -> Batch:
-        """Move a batch to the device and apply the source's batch transform (e.g. GPU augmentation)."""
-        nb = self.device.type == "cuda"
-        cl = self.cfg.train.channels_last and self.device.type == "cuda"
-        transform = getattr(self.splits[split], "batch_transform", None)
-        moved = batch.to(self.device, non_blocking=nb)
-        for m, x in batch.inputs.items():
-            if x is not None:
-                x = x.to(self.device, non_blocking=nb)
-                if transform is not None:
-                    x = transform(m, x, train, self.aug_generator)
-                if cl and x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            moved.inputs[m] = x
-        return moved
-
-    def set_split_mode(self, split: str, train: bool) -> None:
-        """Switch a split's source between training and evaluation transforms (if it has them)."""
-        src = self.splits[split]
-        if hasattr(src, "set_train"):
-            src.set_train(train)
-        self._split_train[split] = train
 
     # ================================================================== epochs
     def run_epoch(self, epoch: int, step: Callable[[Batch], Losses], order, batcher,
                   modalities: Optional[List[str]] = None) -> Dict[str, Any]:
         """One pass of ``step`` over the training batches of ``order`` cut by ``batcher``."""
         self.model.train()
-        self.set_split_mode("train", True)
+        self.data.set_split_mode("train", True)
         self.sampler = EpochBatchSampler(order, batcher, self.rank, self.world_size)
         self.sampler.set_epoch(epoch)
         sums: Dict[str, Tensor] = {}
         self._steps = samples = 0
         self._cost = {"forwards": 0, "backwards": 0}
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
-        for batch in self.loader("train", self.sampler, modalities):
-            batch = self.to_device(batch)
+        for batch in self.data.loader("train", self.sampler, modalities):
+            batch = self.data.to_device(batch)
             for k, v in step(batch).items():
                 sums[k] = sums[k] + v if k in sums else v.clone()
             self._steps += 1
@@ -352,7 +275,8 @@ class Trainer:
             self.global_step += 1
         steps = self._steps
         if not self.check_finite_every_step and bool(self._nonfinite):
-            self._raise_nonfinite(f"epoch {epoch} (checked per epoch)", {k: v / max(steps, 1) for k, v in sums.items()})
+            raise nonfinite_error(self, f"epoch {epoch} (checked per epoch)",
+                                  {k: v / max(steps, 1) for k, v in sums.items()})
         if self.world_size > 1 and sums:
             keys = sorted(sums)
             sums = dict(zip(keys, self.all_reduce(torch.stack([sums[k].float() for k in keys]))))
@@ -404,7 +328,7 @@ class Trainer:
                 self._run_stage(stage, t0)
         for epoch in range(self.epoch, self.cfg.train.epochs):
             self.epoch = epoch
-            clock = _Clock(self.device)
+            clock = Clock(self.device)
             self.call("on_epoch_start", epoch)
             record: Record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
             t_start = clock.lap()
@@ -444,73 +368,13 @@ class Trainer:
 
     # ================================================================== state / resume
     def state_dict(self) -> Dict[str, Any]:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": self.epoch,
-            "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "initial_model": self.initial_state,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "rng": rng_state(),
-            "aug_rng": self.aug_generator.get_state(),
-            "plugins": {p.name: p.state_dict() for p in self.plugins},
-            "history": self.history,
-            "stages": {"epochs": dict(self.stage_epochs), "history": self.stage_history},
-            "wall_time": self.wall_time,
-            "method": self.cfg.method,
-        }
+        """Everything a resumed run needs (``last.pt``)."""
+        return state.capture(self)
 
-    def load_state(self, state: Dict[str, Any]) -> None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format', 1)} is not {CHECKPOINT_FORMAT} (written by an "
-                             f"older mmbalance); start the run afresh")
-        if state.get("method") != self.cfg.method:
-            raise ValueError(f"checkpoint was written by method {state.get('method')!r}, not {self.cfg.method!r}")
-        missing = [p.name for p in self.plugins if p.name not in state["plugins"]]
-        if missing:
-            raise ValueError(f"checkpoint has no state for plug-in {missing[0]!r}")
-        for p in self.plugins:
-            p.load_state_dict(state["plugins"][p.name])
-        self.call("on_load")
-        self.model.load_state_dict(state["model"])
-        self.initial_state = state["initial_model"]
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        self.epoch, self.global_step = state["epoch"], state["global_step"]
-        self.history, self.wall_time = state["history"], state["wall_time"]
-        self.stage_epochs = dict(state["stages"]["epochs"])
-        self.stage_history = list(state["stages"]["history"])
-        set_rng_state(state["rng"])
-        self.aug_generator.set_state(state["aug_rng"])
+    def load_state(self, ckpt: Dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` exactly."""
+        state.restore(self, ckpt)
 
     def load_weights(self, ckpt: Dict[str, Any]) -> None:
-        """Load a model checkpoint (``best.pt``): the states of plug-ins that grew the model first, then the
-        weights (modules added after that checkpoint keep their current values)."""
-        for p in self._hooks["on_load"]:
-            if p.name in ckpt.get("plugins", {}):
-                p.load_state_dict(ckpt["plugins"][p.name])
-                p.on_load(self)
-        missing, unexpected = self.model.load_state_dict(ckpt["model"], strict=False)
-        bad = [k for k in missing if not k.startswith("extras.")] + list(unexpected)
-        if bad:
-            raise ValueError(f"checkpoint does not fit the model: {bad[0]!r} is missing or unexpected")
-
-
-class _Clock:
-    """Wall-clock laps that include queued GPU work (synchronises only at lap boundaries, once per phase)."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.t = self._now()
-
-    def _now(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
-    def lap(self) -> float:
-        now = self._now()
-        dt, self.t = now - self.t, now
-        return dt
+        """Load a model checkpoint (``best.pt``), modules that plug-ins added included."""
+        state.load_weights(self, ckpt)

@@ -20,16 +20,22 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..functional.common import coalitions, shapley_weight
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, select_params
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 PADS = ("zero_input", "zero_feature", "mean_feature")
 MODES = ("output", "encoder")
@@ -157,7 +163,7 @@ class AGM(Plugin):
     def validate(self) -> None:
         check_window(self)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = encoder_modalities(trainer, self)
         if trainer.model.fusion is None:
             raise ValueError(f"agm needs a fused head over at least two modalities, got {mods}")
@@ -210,7 +216,7 @@ class AGM(Plugin):
         return vals
 
     # ------------------------------------------------------------------ events
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if out.fused is None or out.n_pair == 0:
             return
         y = batch.paired_labels()
@@ -232,7 +238,7 @@ class AGM(Plugin):
                 self.log_mean(f"{m}/{key}", v)
 
     @torch.no_grad()
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if self._coeff is None:
             return
         if self.mode == "encoder":
@@ -260,7 +266,7 @@ class AGM(Plugin):
         self.log_mean("clipped", trigger.float())
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"t": self.t, "running": None if self.running is None else self.running.detach().cpu().clone()}
 
     def load_state_dict(self, state):

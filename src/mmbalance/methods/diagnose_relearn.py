@@ -20,7 +20,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,6 +30,10 @@ from ..diagnostics.purity import BACKENDS, clustering_purity, resolve_backend
 from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+
 
 EMBEDDINGS_FILE = "diagnose_relearn_embeddings.npz"
 
@@ -95,9 +99,10 @@ class DiagnoseRelearn(Plugin):
     split the best checkpoint is selected on. Training uses the fused cross-entropy only (as ``joint``).
 
     Logged at each diagnosis (``metrics.jsonl`` ``plugins`` and TensorBoard), per modality ``m``:
-    ``dr/<m>/purity_train``, ``dr/<m>/purity_val``, ``dr/<m>/gap``, ``dr/<m>/alpha`` (the strength
-    applied, or that would be applied on a monitoring-only epoch); plus ``dr/reinit`` (1 if the encoders
-    were re-initialised this epoch), ``dr/n_reinit`` and ``dr/diagnose_time_s``.
+    ``diagnose-relearn/<m>/purity_train``, ``diagnose-relearn/<m>/purity_val``, ``diagnose-relearn/<m>/gap``,
+    ``diagnose-relearn/<m>/alpha`` (the strength
+    applied, or that would be applied on a monitoring-only epoch); plus ``diagnose-relearn/reinit`` (1 if the encoders
+    were re-initialised this epoch), ``diagnose-relearn/n_reinit`` and ``diagnose-relearn/diagnose_time_s``.
     """
 
     @dataclass
@@ -147,7 +152,7 @@ class DiagnoseRelearn(Plugin):
         return self.monitor_every > 0 and epoch % self.monitor_every == 0
 
     # ------------------------------------------------------------------ events
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = self._modalities(trainer)
         if self.init_params is None:
             self.init_params = {m: encoder_init_params(trainer.initial_state, trainer.model.encoders[m], m)
@@ -199,7 +204,7 @@ class DiagnoseRelearn(Plugin):
         self.log("diagnose_time_s", dt)
         self.history.append({"epoch": epoch, "reinit": reinit, "modalities": stats})
 
-    def on_fit_end(self, trainer) -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self._embedding_on(trainer) and self._embeddings:
             with trainer.side_pass(train=True):
                 feats, _ = trainer.extract_features("val", modalities=self._modalities(trainer))

@@ -21,7 +21,7 @@ exactly this (BalanceBenchmark: ``super_epoch = 10``).
 
 Held-out slice. The paper holds out part of the *training* data (MultiBench: the first 8 %). We hold out
 a seeded, class-stratified ``holdout_fraction`` of the train split: those samples are removed from the
-training order (``replaces="order"``) and used only to measure held-out losses. ``holdout="val"`` uses the
+training order (``epoch_order``) and used only to measure held-out losses. ``holdout="val"`` uses the
 validation split instead (BalanceBenchmark's choice, where "val" is often the test set) and warns: the
 validation split then steers both the loss weights and the model selection.
 """
@@ -31,16 +31,24 @@ import copy
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Optional, Sequence
+from typing import Any, Dict, FrozenSet, Optional, Sequence, TYPE_CHECKING
 
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from ..engine.optim import build_optimizer
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import IndexListOrder
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.samplers import EpochOrder
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 FUSED = "fused"
 
@@ -136,16 +144,17 @@ class GBlending(Plugin):
         return super().provides() - ({"epoch_order"} if self.holdout == "val" else set())
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         if model.fusion is None:
             raise ValueError("gblending needs a fusion head (at least two modalities); "
                              f"the model has modalities {model.modalities}")
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.heads = list(trainer.active_modalities) + [FUSED]
         n = len(trainer.splits.train)
         if self.holdout == "train":
-            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction, trainer.cfg.train.seed)
+            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction,
+                                              trainer.cfg.train.seed)
             keep = torch.ones(n, dtype=torch.bool)
             keep[self.heldout] = False
             self.train_part = keep.nonzero().flatten()
@@ -158,10 +167,10 @@ class GBlending(Plugin):
             self.train_part = torch.arange(n)
             self.order = None
 
-    def epoch_order(self, trainer, epoch):
+    def epoch_order(self, trainer: Trainer, epoch: int) -> Optional[EpochOrder]:
         return self.order
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if epoch % self.super_epoch == 0 and self.weights_epoch != epoch:
             self.estimate(trainer, epoch)
         elif self.weights is None:  # resumed inside a super-epoch from a checkpoint without weights
@@ -203,7 +212,7 @@ class GBlending(Plugin):
     @torch.no_grad()
     def _mean_loss(self, trainer, model, head, mods, split, indices) -> float:
         total, count = 0.0, 0
-        for batch in trainer.iter_batches(split, indices, train=False, modalities=mods):
+        for batch in trainer.data.iter_batches(split, indices, train=False, modalities=mods):
             z = self._head_logits(trainer, model, head, batch.inputs)
             total += float(F.cross_entropy(z, _labels(batch, head), reduction="sum"))
             count += z.shape[0]
@@ -228,7 +237,7 @@ class GBlending(Plugin):
         opt = build_optimizer(o, params, lr)
         model.train()
         for e in range(self.probe_epochs):
-            for batch in trainer.iter_batches("train", self.train_part, train=True, modalities=mods,
+            for batch in trainer.data.iter_batches("train", self.train_part, train=True, modalities=mods,
                                               epoch=epoch * 1000 + e, salt=salt, shuffle=True):
                 z = self._head_logits(trainer, model, head, batch.inputs)
                 loss = F.cross_entropy(z, _labels(batch, head))
@@ -239,7 +248,7 @@ class GBlending(Plugin):
                 opt.step()
 
     # ------------------------------------------------------------------ the blended loss
-    def compute_loss(self, trainer, batch, out, losses):
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         w = self.weights
         if out.fused is not None:
             losses["fused"] = w[FUSED] * F.cross_entropy(out.fused.float(), batch.paired_labels())
@@ -247,7 +256,7 @@ class GBlending(Plugin):
             losses[f"uni_{m}"] = w[m] * F.cross_entropy(z.float(), batch.labels(m))
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"weights": dict(self.weights) if self.weights else None, "weights_epoch": self.weights_epoch,
                 "last_estimate": copy.deepcopy(self.last_estimate)}
 

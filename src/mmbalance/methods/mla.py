@@ -29,15 +29,20 @@ name but *adds* the projected gradient (``G ← G + G Pᵀ``, ``projection="add"
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin, Record
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -130,7 +135,7 @@ class MLA(Plugin):
         self._num_batches = 1
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"mla needs at least two modalities, got {mods}")
@@ -162,13 +167,13 @@ class MLA(Plugin):
         self.fixed_weights = {m: float(w) for m, w in zip(mods, fw)}
         self.eval_modalities = mods
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.P is None:
             self.P = torch.eye(self.dim, device=trainer.device)
         else:
             self.P = self.P.to(trainer.device)
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._batch_index = 0
 
     # ------------------------------------------------------------------ the alternating step
@@ -189,7 +194,7 @@ class MLA(Plugin):
             self.P = owm_update(self.P, r, alpha, self.normalize_projector)
         self.updates += 1
 
-    def training_step(self, trainer, batch):
+    def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
         """A step strategy: one unimodal step per modality, each on the trainer's primitives."""
         if self._batch_index == 0:  # B of the official α schedule: this epoch's number of batches
             self._num_batches = max(1, len(trainer.sampler)) if trainer.sampler is not None else 1
@@ -209,13 +214,13 @@ class MLA(Plugin):
         losses["total"] = sum(losses.values()) / len(self.modalities)
         return losses
 
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         if self.P is not None:
             self.log("projector_trace", float(torch.trace(self.P)) / self.dim)
             self.log("updates", self.updates)
 
     # ------------------------------------------------------------------ test-time fusion
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         mods = [m for m in self.eval_modalities if m in out.logits]
         logits = [out.logits[m].float() for m in mods]
         if not logits:
@@ -226,7 +231,7 @@ class MLA(Plugin):
         return sum(w[:, j:j + 1] * z for j, z in enumerate(logits))
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"P": None if self.P is None else self.P.detach().cpu().clone(), "updates": self.updates}
 
     def load_state_dict(self, state):

@@ -15,14 +15,19 @@ BalanceBenchmark, [RECON] our choice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, TYPE_CHECKING
 
 import torch
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
 from .common import check_window, encoder_modalities, in_window
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== the math
@@ -95,7 +100,7 @@ class MMPareto(Plugin):
     def validate(self) -> None:
         check_window(self)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = encoder_modalities(trainer, self)
         if trainer.model.fusion is None:
             raise ValueError(f"mmpareto needs a fused head over at least two modalities, got {mods}")
@@ -117,7 +122,7 @@ class MMPareto(Plugin):
             gs = [g.view_as(p) for g, p in zip(gs, params)]
         return gs
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         self._pending = None
         if not in_window(trainer.epoch, self.modulation_starts, self.modulation_ends):
             return
@@ -131,7 +136,7 @@ class MMPareto(Plugin):
         self._pending = (mods, g_mm, g_uni)
 
     @torch.no_grad()
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if self._pending is None:
             return
         mods, g_mm, g_uni = self._pending

@@ -16,13 +16,19 @@ paper describes it. Tags: [PAPER] (from the spec's one-line summary), [AGM-CODE]
 """
 from __future__ import annotations
 
+from torch import nn
+
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
 from .common import require_score_source
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+
 
 STRATEGIES = ("keep", "dynamic")
 
@@ -91,7 +97,7 @@ class MSLR(Plugin):
         if self.min_ratio > self.max_ratio:
             raise self.option_error("min_ratio", f"<= max_ratio ({self.max_ratio})", self.min_ratio)
 
-    def optimizer_groups(self, trainer, model):
+    def optimizer_groups(self, trainer: Trainer, model: nn.Module) -> Optional[List[Dict[str, Any]]]:
         mods = [m for m in trainer.active_modalities if m in model.encoders]
         unknown = [k for k in self.initial if k not in model.encoders]
         if unknown:
@@ -102,7 +108,7 @@ class MSLR(Plugin):
         self.memory = self.memory or {m: [] for m in mods}
         return param_groups(model, trainer.cfg.optim.lr, self.ratios)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.strategy == "dynamic":
             if self.score_from == "auto":
                 self.score_from = "heads" if trainer.unimodal_loss_weight > 0 else "fusion"

@@ -15,17 +15,22 @@ re-implementation (``OGM_trainer.py``), [RECON] our choice where neither says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Plugin, Record
 from ..functional.common import discrepancy_ratio, true_class_probability
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, modality_shares, require_score_source, \
     select_params
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== the math
@@ -110,7 +115,7 @@ class OGMGE(Plugin):
     def validate(self) -> None:
         check_window(self)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = encoder_modalities(trainer, self)
         self.score_from = require_score_source(trainer, self, self.score_from)
         self._mods = mods
@@ -130,7 +135,7 @@ class OGMGE(Plugin):
         s = torch.stack([true_class_score(logits[m], y) for m in self._mods])
         return trainer.all_reduce(s, "sum")
 
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if out is None or out.n_pair == 0:
             return
         rho, coeff = ogm_coefficients(self.scores(trainer, batch, out), self.alpha, self.coeff_form)
@@ -143,7 +148,7 @@ class OGMGE(Plugin):
             self.log_mean(f"{m}/ratio", rho[i])
             self.log_mean(f"{m}/coeff", coeff[i])
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         self.log("active", 1.0 if in_window(epoch, self.modulation_starts, self.modulation_ends) else 0.0)
 
 

@@ -18,17 +18,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import epoch_generator
 from ..functional.common import discrepancy_ratio, true_class_probability
 from ..registry import METHODS
 from .common import check_window, encoder_modalities, in_window
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 RULES = ("step", "clip")
 
@@ -133,14 +139,14 @@ class PMR(Plugin):
     def validate(self) -> None:
         check_window(self)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = encoder_modalities(trainer, self)
         self._mods = mods
         if self.prototypes is not None and set(self.prototypes) != set(mods):
             raise ValueError(f"pmr: checkpointed prototypes are for {sorted(self.prototypes)}, not {sorted(mods)}")
 
     # ------------------------------------------------------------------ prototypes
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self.update_prototypes(trainer, epoch)
 
     @torch.no_grad()
@@ -152,7 +158,7 @@ class PMR(Plugin):
         labels = []
         # DataLoader iterators draw from the global RNG: a side pass so that prototypes do not shift training
         with trainer.side_pass():
-            for batch in trainer.iter_batches("train", idx, train=False, modalities=self._mods):
+            for batch in trainer.data.iter_batches("train", idx, train=False, modalities=self._mods):
                 out = trainer.forward(batch.inputs, fuse=False)
                 labels.append(batch.y)
                 for m in self._mods:
@@ -168,7 +174,7 @@ class PMR(Plugin):
         self.log("proto_samples", float(k))
 
     # ------------------------------------------------------------------ loss
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if self.prototypes is None:
             raise RuntimeError("pmr: no prototypes yet (on_epoch_start did not run)")
         n = out.n_pair

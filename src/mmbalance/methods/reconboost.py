@@ -20,7 +20,8 @@ Training proceeds in *stages*. Stage s picks one modality m (round-robin: a, v, 
    ``optimizer_correct``].
 
 Prediction = ``ρ · Σ_{k ∈ ensemble} f_k(x)`` (the ``predict`` hook). Each head is wrapped so that it outputs
-``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory consolidation"
+``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory
+consolidation"
 term ``α · MSE(softmax(f_m).detach(), softmax(f_prev).detach())`` has both arguments detached, so it adds
 a constant and no gradient; ``consolidation_grad=False`` (default) reproduces that (the value is logged),
 ``True`` lets its gradient flow into learner m [RECON].
@@ -34,15 +35,20 @@ for up to 1000 stages; BalanceBenchmark uses 1 + 1 (``T_epochs = 1``) [CODE].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin, Record
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -110,7 +116,8 @@ class ReconBoost(Plugin):
     Optimisation uses the trainer's one optimiser (as BalanceBenchmark does) instead of the released
     code's fresh SGD per phase (lr 0.01, momentum 0.9, wd 5e-4): parameters outside the current phase get
     no gradient and are skipped by the optimiser. The model is changed in ``configure_model`` (shared head,
-    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch: ``reconboost/steps/learn/<m>`` and
+    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch:
+    ``reconboost/steps/learn/<m>`` and
     ``reconboost/steps/rectify`` (steps of each phase in the epoch), ``reconboost/stage`` and
     ``reconboost/modality`` (the stage and its modality index at the epoch's end), ``reconboost/boost_rate``,
     ``reconboost/ensemble_size``; per step ``reconboost/phase`` (1 learn, 2 rectify). Loss records:
@@ -158,7 +165,7 @@ class ReconBoost(Plugin):
         self._epoch_steps: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"reconboost needs at least two modalities, got {mods}")
@@ -202,7 +209,7 @@ class ReconBoost(Plugin):
         return logits.float() / self.rho.detach()
 
     # ------------------------------------------------------------------ the step
-    def training_step(self, trainer, batch):
+    def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
         if self.p1 is None:
             self._start_stage(trainer)
         """A step strategy: a boosting step of the stage's learner, or a rectification step of the ensemble."""
@@ -264,10 +271,10 @@ class ReconBoost(Plugin):
         raw = {k: self._raw(z) for k, z in out.logits.items()}
         return {"rectify": loss.detach(), **_head_ce(raw, batch), "total": loss.detach()}
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._epoch_steps = {}
 
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         for m in self.order:
             self.log(f"steps/learn/{m}", self._epoch_steps.get(f"learn/{m}", 0))
         self.log("steps/rectify", self._epoch_steps.get("rectify", 0))
@@ -277,14 +284,14 @@ class ReconBoost(Plugin):
         self.log("ensemble_size", len(self.members))
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         mods = [k for k in self.members if k in out.logits] or list(out.logits)
         if not mods:
             return None
         return self._ensemble_logits(out.logits, mods)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"stage": self.stage, "pos": self.pos, "p1": self.p1, "p2": self.p2, "members": list(self.members)}
 
     def load_state_dict(self, state):

@@ -23,7 +23,7 @@ fusion head, so those copies train that modality (its encoder and its part of th
   (``func="linear"``; ``"tanh"``: ``tanh`` of it; ``"square"``: ``α · ((2/3)(max g − min g))^1.5``).
 
 The first ``warmup`` epochs are plain joint training. The epoch's order is the shuffled multiset of
-original indices plus copies (``replaces="order"``), so a re-sampled epoch has more steps, as in the code.
+original indices plus copies (``epoch_order``), so a re-sampled epoch has more steps, as in the code.
 
 How a copy is recognised. A batch carries dataset indices only, and a copy has the same index as its
 original; rather than depending on positions in the order (which breaks under DDP sharding and dynamic
@@ -38,17 +38,24 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import EpochOrder, epoch_generator
 from ..functional.common import shapley_weight
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.samplers import EpochOrder
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -160,20 +167,20 @@ class SMV(Plugin):
         self._active: List[int] = []
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         if model.fusion is None:
             raise ValueError(f"smv values modalities through the fusion head; the model has none "
                              f"(modalities {model.modalities})")
         self.modalities = list(trainer.active_modalities)
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.n = len(trainer.splits.train)
         self.order = ResampledOrder(self.n, trainer.cfg.train.seed, self._extra())
 
     def _extra(self):
         return None if self.counts is None else self.counts.sum(1)
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if epoch >= self.warmup and (epoch - self.warmup) % self.every == 0 and self.valued_epoch != epoch:
             self.value_and_resample(trainer, epoch)
         self.order.extra = self._extra()
@@ -181,7 +188,7 @@ class SMV(Plugin):
         self._active = [] if self.counts is None else [
             j for j in range(len(self.modalities)) if int(self.counts[:, j].sum()) > 0]
 
-    def epoch_order(self, trainer, epoch):
+    def epoch_order(self, trainer: Trainer, epoch: int) -> Optional[EpochOrder]:
         return self.order
 
     # ------------------------------------------------------------------ valuation
@@ -191,7 +198,7 @@ class SMV(Plugin):
         phis = []
         # no RNG fork: the valuation's loader draws from the run's stream, as when the published grids ran
         with trainer.side_pass(fork_rng=False):
-            for batch in trainer.iter_batches("train", indices, train=False):
+            for batch in trainer.data.iter_batches("train", indices, train=False):
                 out = trainer.forward(batch.inputs, fuse=False)
                 with trainer.autocast():
                     correct = fused_correct_by_subset(trainer.model.fusion, out.features, batch.y, self.modalities)
@@ -223,7 +230,7 @@ class SMV(Plugin):
         self.log("extra_total", int(counts.sum()))
 
     # ------------------------------------------------------------------ the re-weighted fused loss
-    def compute_loss(self, trainer, batch, out, losses):
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if self._counts_dev is None or not self._active or out.fused is None or "fused" not in losses:
             return
         y = batch.paired_labels()
@@ -239,7 +246,7 @@ class SMV(Plugin):
         losses["fused"] = trainer.fused_loss_weight * per.mean()
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"counts": None if self.counts is None else self.counts.clone(), "valued_epoch": self.valued_epoch,
                 "contribution": dict(self.contribution)}
 

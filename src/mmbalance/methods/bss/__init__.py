@@ -12,12 +12,14 @@ sequence goes from balanced to imbalanced samples:
   model, smooth the scores with an EMA and sample by ``p = softmax(ŝ)``.
 
 The model trains with ``CE(fused) + Σ_m CE(head_m)`` (``wants_unimodal_loss``). Both plug-ins only
-replace the sample *order* (``replaces = "order"``), so they stack with ``+`` on any loss-, gradient- or
+provide the sample *order* (``epoch_order``), so they stack with ``+`` on any loss-, gradient- or
 batcher-level method (``joint-aux+bss-l``, ``ogm-ge+bss-l``, ``bss-l+dus-h``).
 
 Spec: ``shared/spec/methods.md`` section 2. Tags: [PAPER] paper/slides/talk, [CODE] the official
-release (njustkmg/IJCAI25-BSS), [RECON] our choice where neither says. The package: :mod:`.measurer` (the per-sample balance score, pure math), :mod:`.orders` (pacing,
-sampling probabilities and the epoch orders), :mod:`.base` (the scoring machinery both plug-ins share),
+release (njustkmg/IJCAI25-BSS), [RECON] our choice where neither says.
+
+The package: :mod:`.measurer` (the per-sample balance score, pure math), :mod:`.orders` (pacing, sampling
+probabilities and the epoch orders), :mod:`.base` (the scoring machinery both plug-ins share),
 :mod:`.heuristic` (BSS-H) and :mod:`.learned` (BSS-L).
 """
 from .heuristic import BSSHeuristic

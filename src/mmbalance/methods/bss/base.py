@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
 
 import torch
 
@@ -15,6 +15,12 @@ from ...engine.samplers import EpochBatchSampler, SequentialOrder
 from .measurer import AGREEMENT, CRITERIA, DEFAULT_CRITERIA, combine_criteria, parse_criteria, per_sample_criteria, \
     score_range
 from .orders import _ScoringBatcher
+
+if TYPE_CHECKING:
+    from ...data.batch import Batch
+    from ...engine.samplers import EpochOrder
+    from ...engine.trainer import Trainer
+    from ...models.net import ModelOutput
 
 
 @dataclass
@@ -67,7 +73,7 @@ class BSSBase(Plugin):
                 raise self.option_error("loss_weights", "[fused_weight, unimodal_weight]", self.loss_weights)
             self.loss_weights = (float(self.loss_weights[0]), float(self.loss_weights[1]))
 
-    def epoch_order(self, trainer, epoch):
+    def epoch_order(self, trainer: Trainer, epoch: int) -> Optional[EpochOrder]:
         return self._order
 
     # ------------------------------------------------------------------ checks
@@ -123,9 +129,9 @@ class BSSBase(Plugin):
         chunks = []
         # no RNG fork: the scoring loader draws from the run's stream, as when the published grids ran
         with trainer.side_pass(train=train_mode, fork_rng=False):
-            trainer.set_split_mode("train", train_mode)
-            for batch in trainer.loader("train", sampler, mods):
-                batch = trainer.to_device(batch, "train", train=train_mode)
+            trainer.data.set_split_mode("train", train_mode)
+            for batch in trainer.data.loader("train", sampler, mods):
+                batch = trainer.data.to_device(batch, "train", train=train_mode)
                 if train_mode:  # bypass a DDP wrapper: no collectives in this rank-local pass
                     with trainer.autocast():
                         out = model({m: batch.inputs[m] for m in mods}, fuse=True)
@@ -196,7 +202,7 @@ class BSSBase(Plugin):
             self.log(f"{prefix}_hist_range", [lo, hi])
 
     # ------------------------------------------------------------------ recording (previous_epoch)
-    def after_forward(self, trainer, batch, out) -> None:
+    def after_forward(self, trainer: Trainer, batch: Batch, out: ModelOutput) -> None:
         if not self._recording or out is None or out.n_pair == 0:
             return
         vals = self._criteria_matrix(out, batch)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TYPE_CHECKING
 
 import torch
 
@@ -10,6 +10,9 @@ from ...engine.options import option
 from ...registry import METHODS
 from .base import BSSBase, ScoringOptions
 from .orders import CurriculumOrder, pacing
+
+if TYPE_CHECKING:
+    from ...engine.trainer import Trainer
 
 
 def _parse_score_at(score_at) -> int:
@@ -57,22 +60,22 @@ class BSSHeuristic(BSSBase):
         pacing(0, self.lambda0, self.T_grow)  # validates lambda0 and T_grow together
         _parse_score_at(self.score_at)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._setup(trainer)
         if self.ranking is not None and len(self.ranking) != len(trainer.splits.train):
             raise ValueError(f"bss-h: restored ranking has {len(self.ranking)} samples, the training split "
                              f"{len(trainer.splits.train)}")
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         stats = self._consume_statistics(trainer) if self.score_source == "previous_epoch" else False
         if self.ranking is None and epoch >= self.warmup:
             values, source, seconds = self._raw_values(trainer, epoch, stats)
             self.scores = self._scores(values)
             self.ranking = torch.argsort(self.scores, descending=True, stable=True)
             self.scored_epoch = epoch
-            self.log(f"scored", 1)
-            self.log(f"score_time_s", seconds)
-            self.log(f"score_from_pass", int(source == "pass"))
+            self.log("scored", 1)
+            self.log("score_time_s", seconds)
+            self.log("score_from_pass", int(source == "pass"))
             self._log_values(trainer, values)
             self._log_summary(trainer, "score", self.scores)
         # record during the warm-up epochs; later visits overwrite earlier ones, so each sample keeps the
@@ -81,17 +84,17 @@ class BSSHeuristic(BSSBase):
         n = len(trainer.splits.train)
         if self.ranking is None:  # warm-up: ordinary shuffling over the full set
             self._order = None
-            self.log(f"fraction", 1.0)
-            self.log(f"n_used", n)
+            self.log("fraction", 1.0)
+            self.log("n_used", n)
             return
         order = CurriculumOrder(self.ranking, trainer.cfg.train.seed, self.lambda0, self.T_grow,
                                 self.pace_offset, self.scored_epoch)
         self._order = order
         m = order.num_used(epoch)
-        self.log(f"fraction", order.fraction(epoch))
-        self.log(f"n_used", m)
-        self.log(f"used_score_mean", float(self.scores[self.ranking[:m]].mean()))
-        self.log(f"used_score_min", float(self.scores[self.ranking[m - 1]]))
+        self.log("fraction", order.fraction(epoch))
+        self.log("n_used", m)
+        self.log("used_score_mean", float(self.scores[self.ranking[:m]].mean()))
+        self.log("used_score_min", float(self.scores[self.ranking[m - 1]]))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"scores": self.scores, "ranking": self.ranking, "scored_epoch": self.scored_epoch,

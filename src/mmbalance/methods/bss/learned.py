@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, TYPE_CHECKING
 
 import torch
 
@@ -11,6 +11,9 @@ from ...engine.options import option
 from ...registry import METHODS
 from .base import BSSBase, ScoringOptions
 from .orders import BiasedOrder, ema_update, sampling_probabilities
+
+if TYPE_CHECKING:
+    from ...engine.trainer import Trainer
 
 
 @METHODS.register("bss-l")
@@ -58,13 +61,14 @@ class BSSLearned(BSSBase):
                 if given is not None and given != want:
                     raise self.option_error(k, f"{want!r} with code_compat=true (code_compat=true fixes {k}={want!r}, "
                                             f"the released code; drop {k} or set code_compat=false)", given)
-            self.beta, self.prob_mode, self.sampling_mode, self.score_mode = 1.0, "linear", "biased_permutation", "train"
+            self.beta, self.prob_mode = 1.0, "linear"
+            self.sampling_mode, self.score_mode = "biased_permutation", "train"
         self.beta = 0.6 if self.beta is None else self.beta
         self.prob_mode = self.prob_mode or "softmax"
         self.sampling_mode = self.sampling_mode or "biased_permutation"
         self.score_mode = self.score_mode or "eval"
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._setup(trainer)
         if self.s_hat is not None and len(self.s_hat) != len(trainer.splits.train):
             raise ValueError(f"bss-l: restored scores cover {len(self.s_hat)} samples, the training split "
@@ -73,31 +77,31 @@ class BSSLearned(BSSBase):
     def probabilities(self) -> torch.Tensor:
         return sampling_probabilities(self.s_hat, self.prob_mode, self.linear_offset)
 
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         stats = self._consume_statistics(trainer) if self.score_source == "previous_epoch" else False
         rescore = self.s_hat is None or epoch % self.E == 0
         if rescore:
             values, source, seconds = self._raw_values(trainer, epoch, stats)
             s = self._scores(values)
             if self.last_scores is not None:
-                self.log(f"rank_corr_prev", spearman(self.last_scores, s))
+                self.log("rank_corr_prev", spearman(self.last_scores, s))
             self.s_hat = ema_update(self.s_hat, s, self.beta)
             self.last_scores = s
             self.num_scorings += 1
             self.last_scored_epoch = epoch
-            self.log(f"score_time_s", seconds)
-            self.log(f"score_from_pass", int(source == "pass"))
+            self.log("score_time_s", seconds)
+            self.log("score_from_pass", int(source == "pass"))
             self._log_values(trainer, values)
             self._log_summary(trainer, "fresh", s, hist=False)
-        self.log(f"rescored", int(rescore))
+        self.log("rescored", int(rescore))
         self._recording = self.score_source == "previous_epoch" and (epoch + 1) % self.E == 0
         p = self.probabilities()
         self._order = BiasedOrder(p, trainer.cfg.train.seed, self.sampling_mode)
         n = len(p)
         self._log_summary(trainer, "score", self.s_hat)
-        self.log(f"p_max_x_n", float(p.max()) * n)
-        self.log(f"p_min_x_n", float(p.min()) * n)
-        self.log(f"ess_fraction", float(1.0 / (p.pow(2).sum() * n)))
+        self.log("p_max_x_n", float(p.max()) * n)
+        self.log("p_min_x_n", float(p.min()) * n)
+        self.log("ess_fraction", float(1.0 / (p.pow(2).sum() * n)))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"s_hat": self.s_hat, "last_scores": self.last_scores, "num_scorings": self.num_scorings,

@@ -4,15 +4,22 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from ...engine.options import option
-from ...engine.plugin import Plugin
+from ...engine.plugin import Plugin, Record
 from ...functional.common import true_class_probability
 from .allocation import allocate_sizes, discrepancy, heuristic_sizes, update_running_score
 from .batcher import DUSBatcher
+
+if TYPE_CHECKING:
+    from ...data.batch import Batch
+    from ...engine.samplers import Batcher
+    from ...engine.trainer import Trainer
+    from ...models.net import ModelOutput
 
 
 @dataclass
@@ -63,7 +70,7 @@ class DUSBase(Plugin):
         self._epoch_sizes: List[List[int]] = []
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         self.modalities = list(trainer.active_modalities)
         if len(self.modalities) < 2:
             raise ValueError(f"{self.name}: DUS balances modalities and needs at least two; got {self.modalities}")
@@ -78,7 +85,7 @@ class DUSBase(Plugin):
         if self.sizes is None:
             self.sizes = [self.N_B] * len(self.modalities)
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         if trainer.cfg.train.compile == "reduce-overhead" and self.size_multiple == 1:
             warnings.warn(f"{self.name} with train.compile=reduce-overhead: a CUDA graph is recorded for every new "
                           f"combination of per-modality batch sizes; set method_args.{self.name}.size_multiple=8 to "
@@ -87,10 +94,10 @@ class DUSBase(Plugin):
         budget = int(self.epoch_budget) if self.epoch_budget is not None else n
         self.total_steps = max(1, trainer.cfg.train.epochs * -(-budget // self.N_B))
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._epoch_sizes = []
 
-    def batcher(self, trainer, epoch):
+    def batcher(self, trainer: Trainer, epoch: int) -> Optional[Batcher]:
         return DUSBatcher(self._next_sizes, self.modalities, self.N_B, self.epoch_budget, trainer.cfg.train.drop_last,
                           self.pairing)
 
@@ -124,7 +131,7 @@ class DUSBase(Plugin):
         means = tot[:k] / tot[k:].clamp_min(1)
         return means[:-1], means[-1]
 
-    def after_forward(self, trainer, batch, out):
+    def after_forward(self, trainer: Trainer, batch: Batch, out: ModelOutput) -> None:
         self._observe(trainer, batch, out)
 
     def _observe(self, trainer, batch, out):
@@ -149,7 +156,7 @@ class DUSBase(Plugin):
             out = trainer.forward(batch.inputs)
         self._observe(trainer, batch, out)
 
-    def after_step(self, trainer, batch, out):
+    def after_step(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if not self._seen_forward:
             self._score_without_forward(trainer, batch)
         self._seen_forward = False
@@ -177,7 +184,7 @@ class DUSBase(Plugin):
                                self.size_multiple)
 
     # ------------------------------------------------------------------ logging
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         if self._epoch_sizes:
             sz = torch.tensor(self._epoch_sizes, dtype=torch.float64)
             for j, m in enumerate(self.modalities):
@@ -204,7 +211,7 @@ class DUSBase(Plugin):
         self._since_decision = int(s["since_decision"])
         self._mm_sum, self._mm_count = s["mm_sum"], int(s["mm_count"])
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return self._common_state()
 
     def load_state_dict(self, state):

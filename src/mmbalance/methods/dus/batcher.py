@@ -14,7 +14,7 @@ class DUSBatcher(Batcher):
     """Nested per-modality batches whose sizes are asked of the plug-in *at every step* (lazily).
 
     * Each step draws ``n_max = max_j n_j`` consecutive indices from the epoch's order stream
-      (whatever ``trainer.train_order`` produced: random, or BSS's curriculum / biased order), and
+      (whatever the order layer produced: random, or BSS's curriculum / biased order), and
       modality ``m`` uses the first ``n_m`` of them; the first ``min_j n_j`` are the paired part.
     * An epoch is a fixed budget of *modality-samples*: ``M · budget``, where ``budget`` defaults to
       the length of the epoch's order (what plain training consumes per modality), so DUS runs stay

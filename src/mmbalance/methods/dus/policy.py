@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 
+
 def discounted_returns(rewards: Sequence[float], gamma: float) -> List[float]:
     """``G_i = Σ_{k>=i} γ^{k-i} r_k`` within the episode (truncated at its end)."""
     out, g = [0.0] * len(rewards), 0.0

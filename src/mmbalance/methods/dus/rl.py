@@ -2,15 +2,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
+from torch import nn
 
 from ...engine.options import option
+from ...engine.plugin import Record
 from ...registry import METHODS
 from .allocation import imbalance
 from .base import DUSBase, DUSOptions
 from .policy import Reinforce
+
+if TYPE_CHECKING:
+    from ...engine.trainer import Trainer
+
 
 DEFAULT_ACTIONS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -82,7 +88,7 @@ class DUSRL(DUSBase):
         self._epoch_rewards: List[float] = []
         self._epoch_updates: List[Dict[str, float]] = []
 
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         super().configure_model(trainer, model)
         if self.rl is None:
             m = len(self.modalities)
@@ -119,7 +125,7 @@ class DUSRL(DUSBase):
         self._pending = {"obs": obs, "action": action}
         return self._allocate([self.N_B * self.actions[int(a)] for a in action])
 
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         super().on_epoch_end(trainer, epoch, record)
         if self._epoch_rewards:
             self.log("reward", sum(self._epoch_rewards) / len(self._epoch_rewards))
@@ -130,7 +136,7 @@ class DUSRL(DUSBase):
         self.log("policy_updates", self.rl.updates)
         self._epoch_rewards, self._epoch_updates = [], []
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         s = self._common_state()
         s.update(rl=self.rl.state_dict() if self.rl is not None else None,
                  pending=None if self._pending is None else {k: v.clone() for k, v in self._pending.items()},

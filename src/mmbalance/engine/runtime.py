@@ -1,7 +1,9 @@
-"""Distributed data parallel set-up: process group under ``torchrun``, the DDP-wrapped forward, reductions."""
+"""Where and how the model runs: device, determinism, the DDP process group and wrapper, torch.compile,
+reductions over ranks and a clock that includes queued GPU work."""
 from __future__ import annotations
 
 import os
+import time
 from typing import Callable, Tuple
 
 import torch
@@ -83,3 +85,42 @@ def set_determinism(deterministic: bool) -> None:
     else:  # undo what an earlier deterministic Trainer in this process set
         torch.use_deterministic_algorithms(False)
         torch.backends.cudnn.benchmark = True
+
+
+def model_calls(model: nn.Module, device: torch.device, world_size: int,
+                compile_mode: str) -> Tuple[Callable, Callable]:
+    """The training and the evaluation forward: DDP for training on several ranks, ``torch.compile`` when
+    ``train.compile`` asks (evaluation bypasses DDP: no collectives, so any rank may evaluate)."""
+    train_call: Callable = model
+    eval_call: Callable = model
+    if world_size > 1:
+        train_call = ddp_forward(model, device)
+    if compile_mode != "none":
+        mode = None if compile_mode == "default" else compile_mode
+        # Some plug-ins backpropagate through one forward more than once (MMPareto's per-loss gradients use
+        # retain_graph); a compiled backward that donates its buffers refuses that. Off for every compiled
+        # run, not only those: dynamo shares compiled graphs between identical models in one process.
+        from torch._functorch import config as functorch_config
+
+        functorch_config.donated_buffer = False
+        train_call = torch.compile(train_call, mode=mode)
+        eval_call = torch.compile(model, mode=mode) if world_size > 1 else train_call
+    return train_call, eval_call
+
+
+class Clock:
+    """Wall-clock laps that include queued GPU work (synchronises only at lap boundaries, once per phase)."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.t = self._now()
+
+    def _now(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def lap(self) -> float:
+        now = self._now()
+        dt, self.t = now - self.t, now
+        return dt
