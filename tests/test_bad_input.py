@@ -392,6 +392,23 @@ def test_crafted_last_pt_runs_nothing_when_compare_resumes(tmp_path, capsys):
     assert not marker.exists()
 
 
+def test_eval_does_not_import_modules_named_by_the_run_folder(tmp_path, capsys):
+    """config.yaml records extension modules (plugins:); a run folder from someone else must not get them
+    imported (run) by `eval` unless the command names them itself."""
+    run, marker = tmp_path / "r", tmp_path / "pwned"
+    assert train(capsys, run)[0] == 0
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    text = (run / "config.yaml").read_text().replace("plugins: []", f"plugins:\n- {evil}")
+    assert str(evil) in text
+    (run / "config.yaml").write_text(text)
+    rc, out, err = run_cli(capsys, "eval", run)
+    assert_one_error_line(rc, err, run / "config.yaml", str(evil), f"--import {evil}")
+    assert not marker.exists() and out == ""
+    rc, out, err = run_cli(capsys, "eval", run, "--import", evil)  # named by the user: imported, as asked
+    assert rc == 0 and marker.exists(), err
+
+
 def make_mosi_pickle(path: Path, payload_marker=None):
     rng = np.random.default_rng(0)
     data = {}

@@ -166,7 +166,7 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_eval(args) -> int:
-    from .config import Config
+    from .config import Config, ConfigError
     from .engine import Trainer
     from .engine.checkpoint import CheckpointError, check_model_state, load_checkpoint
 
@@ -182,6 +182,12 @@ def cmd_eval(args) -> int:
     cfg = Config.from_yaml(run / "config.yaml").override(
         ["train.progress=false", "out=null", f"data.trust_pickle={'true' if args.trust_pickle else 'false'}"] +
         ([f"train.device={args.device}"] if args.device else []))
+    # likewise the extension modules the run's config names are imported only if this command names them too
+    unconfirmed = [p for p in cfg.plugins if p not in IMPORTS]
+    if unconfirmed:
+        raise ConfigError(f"{run / 'config.yaml'} names extension modules ({', '.join(unconfirmed)}); importing "
+                          f"runs their code, so eval imports only what you pass: add --import {unconfirmed[0]} "
+                          f"if you trust it")
     tr = Trainer(cfg)
     check_model_state(tr.model, ckpt["model"], path, optional=("extras.",))  # one line, before torch's message
     try:
@@ -298,7 +304,7 @@ def main(argv=None) -> int:
         return int(args.func(args) or 0)
     # every error the library raises for bad input: ValueError covers ConfigError, DataError, CheckpointError,
     # IncompatiblePluginsError; OSError a file or folder that cannot be read or written
-    except (ValueError, UnknownNameError, NonFiniteLossError, OSError) as e:
+    except (ValueError, UnknownNameError, NonFiniteLossError, ExtensionError, OSError) as e:
         if args.debug:
             raise
         print(f"error: {error_line(e)}", file=sys.stderr)
