@@ -36,6 +36,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_trust_pickle_argument(p)
+    p.add_argument("--logger", help="comma-separated loggers: tensorboard, csv, wandb (offline by default), mlflow")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
 
@@ -90,6 +91,8 @@ def config_from_args(args, method: str | None = None, seed: int | None = None, o
         items.append(f"train.seed={seed}")
     if out is not None:
         items.append(f"out={out}")
+    if getattr(args, "logger", None):
+        items.append(f"log.loggers=[{args.logger}]")
     if getattr(args, "no_progress", False):
         items.append("train.progress=false")
     if getattr(args, "trust_pickle", False):
