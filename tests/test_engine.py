@@ -82,7 +82,7 @@ def test_plugins_run_in_priority_order():
         def on_fit_start(self, t):
             order.append(self.name)
 
-    cfg = make_cfg("train.epochs=0")
+    cfg = make_cfg("train.epochs=1")  # epochs >= 1 is required; on_fit_start runs once either way
     Trainer(cfg, plugins=[P("late", 90), P("early", 10), P("mid", 50)]).fit()
     assert order == ["early", "mid", "late"]
 
