@@ -2,8 +2,7 @@
 
 Each case must end in ONE clear line naming the culprit (file, sample, key or option), a non-zero exit code,
 no traceback and nothing written; crafted checkpoints and pickles must run nothing. Cases that need the
-run-folder guards of the trainer rewrite are real tests marked ``xfail(strict=True)``: they document what
-remains and start passing (and then must lose the mark) when the guards land.
+run-folder guards (engine/run_folder.py) are tested here too.
 """
 import hashlib
 import json
@@ -23,7 +22,6 @@ from mmbalance.engine.checkpoint import load_checkpoint
 
 from conftest import make_cfg
 
-GUARDS = pytest.mark.xfail(strict=True, reason="run-folder guards: trainer rewrite")
 QUIET = ["--no-progress", "log.tensorboard=false", "eval.probe=false", "train.batch_size=32"]
 SYNTH = ["--dataset", "synthetic", "data.options.n=120", *QUIET]
 
@@ -243,7 +241,6 @@ def test_fractions_that_leave_nothing_to_train_on():
         Config().override(["data.val_fraction=0.6", "data.test_fraction=0.5"])
 
 
-@GUARDS
 def test_resume_with_a_changed_lr_is_refused_with_a_diff(tmp_path, capsys):
     run = tmp_path / "r"
     assert train(capsys, run, "--lr", "0.05")[0] == 0
@@ -253,7 +250,6 @@ def test_resume_with_a_changed_lr_is_refused_with_a_diff(tmp_path, capsys):
     assert snapshot(run) == before
 
 
-@GUARDS
 def test_resume_on_different_data_is_refused(tmp_path, capsys):
     root = arrays_file(tmp_path / "d.npz", np.arange(60) % 3)
     run = tmp_path / "r"
@@ -266,7 +262,6 @@ def test_resume_on_different_data_is_refused(tmp_path, capsys):
     assert snapshot(run) == before
 
 
-@GUARDS
 def test_train_into_a_finished_run_needs_overwrite(tmp_path, capsys):
     run = tmp_path / "r"
     assert train(capsys, run)[0] == 0
@@ -315,7 +310,6 @@ class NaNAt:
         return _NaN()
 
 
-@GUARDS
 def test_nan_loss_leaves_a_finished_run_unchanged(tmp_path):
     cfg = make_cfg(out=tmp_path / "r")
     Trainer(cfg).fit()
@@ -325,7 +319,6 @@ def test_nan_loss_leaves_a_finished_run_unchanged(tmp_path):
     assert snapshot(tmp_path / "r") == before
 
 
-@GUARDS
 def test_nan_loss_does_not_call_another_runs_checkpoint_the_last_good_one(tmp_path):
     cfg = make_cfg(out=tmp_path / "r")
     Trainer(cfg).fit()
@@ -334,7 +327,6 @@ def test_nan_loss_does_not_call_another_runs_checkpoint_the_last_good_one(tmp_pa
     assert "last good checkpoint is kept" not in str(e.value)
 
 
-@GUARDS
 def test_stale_tmp_files_are_removed_when_a_run_starts(tmp_path, capsys):
     run = tmp_path / "r"
     assert train(capsys, run)[0] == 0

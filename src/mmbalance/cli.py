@@ -113,7 +113,7 @@ def cmd_train(args) -> int:
     if cfg.out is None:
         raise SystemExit("error: --out RUN_FOLDER is required")
     check_folder_path(Path(cfg.out), "--out")
-    summary = Trainer(cfg).fit(resume=args.resume)
+    summary = Trainer(cfg).fit(resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change or ())
     if not summary:  # a non-zero DDP rank: rank 0 reports
         return 0
     print(format_summary(summary))
@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (config, metrics.jsonl, summary.json, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another run in OUT (the new run is prepared aside and swapped in when it finishes)")
+    p.add_argument("--allow-change", action="append", metavar="KEY",
+                   help="with --resume: a config key that may differ from the run's (repeatable; epochs need none)")
     p.add_argument("--devices", type=int, help="train with DDP on N processes of this machine (wraps torchrun)")
     p.set_defaults(func=cmd_train)
 

@@ -8,7 +8,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Sequence, Any, Dict, List, Optional, Union
 
 import yaml
 
@@ -178,11 +178,32 @@ class Config:
             node[last] = value
         return Config.from_dict(d)
 
+    def diff(self, other: "Config", ignore: Sequence[str] = ()) -> List[str]:
+        """``key: mine -> other's`` for every differing key; ``ignore`` holds keys or prefixes ending in ``.``."""
+        fa, fb = _flat(self.to_dict()), _flat(other.to_dict())
+        out = []
+        for k in sorted(set(fa) | set(fb)):
+            if any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore):
+                continue
+            if fa.get(k, "<unset>") != fb.get(k, "<unset>"):
+                out.append(f"{k}: {fa.get(k, '<unset>')!r} -> {fb.get(k, '<unset>')!r}")
+        return out
+
     def method_names(self) -> List[str]:
         names = [m.strip() for m in self.method.split("+") if m.strip()]
         if not names:
             raise ConfigError("method is empty")
         return names
+
+
+def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 _FREE_DICTS = {("method_args",), ("data", "options"), ("model", "encoder_args"), ("model", "fusion_args")}

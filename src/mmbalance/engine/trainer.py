@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,8 +16,8 @@ from ..data.base import sample_shape
 from ..data.batch import Batch
 from ..functional.common import tensor_sum
 from ..models import FeatureRoutes, ModelOutput, build_model
-from . import bookkeeping, evaluation
-from . import state
+from ..data.fingerprint import data_fingerprint
+from . import bookkeeping, evaluation, run_folder, state
 from .checkpoint import atomic_write_text, load_checkpoint, seed_everything
 from .compat import check_plugins
 from .runtime import Clock, all_reduce, init_distributed, model_calls, resolve_device, rng_devices, set_determinism
@@ -118,6 +118,7 @@ class Trainer:
         self.resumed = False
         self.wall_time = 0.0
         self.stop_training = False  #: set by a plug-in (early stopping) to end training after this epoch
+        self._replaces: Optional[Path] = None  # the run folder an --overwrite run replaces when it finishes
         self.summary: Dict[str, Any] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
@@ -323,22 +324,37 @@ class Trainer:
         return r["features"], r["y"]
 
     # ================================================================== fit
-    def fit(self, resume: bool = False) -> Dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False, allow_change: Sequence[str] = ()) -> Dict[str, Any]:
         """Run the stages and ``train.epochs`` epochs (continuing from ``last.pt`` if ``resume``), then
-        summarise the checkpoint selected on validation."""
-        self.begin(resume)
+        summarise the checkpoint selected on validation. ``overwrite`` replaces another run in the folder (the new
+        run is prepared aside and swapped in when it finishes); ``allow_change`` lists config keys a resume may
+        change (engine/run_folder.py)."""
+        self.begin(resume, overwrite, allow_change)
         while self.epoch < self.cfg.train.epochs and not self.stop_training:
             self.fit_epoch()
         return self.end()
 
-    def begin(self, resume: bool = False) -> None:
-        """Everything before the first main epoch: resume, the run folder, ``on_fit_start``, the stages."""
+    def begin(self, resume: bool = False, overwrite: bool = False, allow_change: Sequence[str] = ()) -> None:
+        """Everything before the first main epoch: the run folder's guards, resume, ``on_fit_start``, stages."""
+        self.data_fingerprint = data_fingerprint(self.splits)
         if self.out is not None:
-            if resume and (self.out / "last.pt").exists():  # every rank loads the same state
-                self.load_state(load_checkpoint(self.out / "last.pt"))
+            out = self.out
+            if resume and (out / "last.pt").exists():  # every rank loads the same state
+                run_folder.check_resume(out, self.cfg, allow_change)
+                ckpt = load_checkpoint(out / "last.pt")
+                run_folder.check_data(out, ckpt.get("data_fingerprint"), self.data_fingerprint)
+                self.load_state(ckpt)
                 self.resumed = True
+            elif resume and run_folder.holds_run(out):  # a run that stopped before its first checkpoint
+                run_folder.check_resume(out, self.cfg, allow_change)
+            elif run_folder.holds_run(out):
+                if not overwrite:
+                    raise run_folder.RunFolderError(
+                        f"{out} holds another run; --resume continues it, --overwrite replaces it (the new run is "
+                        f"prepared aside and replaces it when it finishes), or choose another --out")
+                self._replaces, self.out = out, run_folder.aside(out) if self.is_main else out
             if self.is_main:
-                self.out.mkdir(parents=True, exist_ok=True)
+                run_folder.prepare(self.out)
                 atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
         self._t0 = time.time() - self.wall_time
         self.call("on_fit_start")
@@ -376,6 +392,9 @@ class Trainer:
         """After the last epoch: ``on_fit_end`` (the summary of the selected checkpoint) and the summary."""
         self.wall_time = time.time() - self._t0
         self.call("on_fit_end")
+        if self._replaces is not None and self.is_main and self.out is not None:
+            run_folder.swap_in(self.out, self._replaces)
+            self.out, self._replaces = self._replaces, None
         return self.summary
 
     def _run_stage(self, stage: Stage, t0: float) -> None:
