@@ -97,7 +97,8 @@ def _json_default(o):
 # ---------------------------------------------------------------------------------------------- RNG state
 def rng_state() -> Dict[str, Any]:
     """The torch, numpy and Python RNG states as tensors and plain containers (loadable with weights_only)."""
-    kind, key, pos, has_gauss, cached = np.random.get_state()
+    kind, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    key = np.asarray(key)  # the stub types the legacy tuple's fields loosely
     state = {
         "torch": torch.get_rng_state(),
         # MT19937's 624 uint32 words, widened to int64 (torch has no general uint32 tensor)

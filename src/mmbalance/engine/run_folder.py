@@ -13,10 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..config import Config, ConfigError
-from .checkpoint import remove_stale_tmp
+from .checkpoint import atomic_write_text, load_checkpoint, remove_stale_tmp
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
 
 #: keys a resume may change without --allow-change (they do not change what is trained)
 RESUME_MAY_CHANGE = ("out", "plugins", "train.epochs", "train.progress", "train.checkpoint_every",
@@ -76,3 +79,28 @@ def prepare(folder: Path) -> None:
     """Create the folder and remove temporary files that killed writes left in it."""
     folder.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(folder)
+
+
+def enter(trainer: "Trainer", resume: bool, overwrite: bool, allow_change: Sequence[str]) -> None:
+    """Check the run folder before anything is written, resume from ``last.pt`` if asked, then create the
+    folder (aside when replacing another run) and write ``config.yaml``."""
+    out = trainer.out
+    assert out is not None
+    if resume and (out / "last.pt").exists():  # every rank loads the same state
+        check_resume(out, trainer.cfg, allow_change)
+        ckpt = load_checkpoint(out / "last.pt")
+        check_data(out, ckpt.get("data_fingerprint"), trainer.data_fingerprint)
+        trainer.load_state(ckpt)
+        trainer.resumed = True
+    elif resume and holds_run(out):  # a run that stopped before its first checkpoint
+        check_resume(out, trainer.cfg, allow_change)
+    elif holds_run(out):
+        if not overwrite:
+            raise RunFolderError(f"{out} holds another run; --resume continues it, --overwrite replaces it (the new "
+                                 f"run is prepared aside and replaces it when it finishes), or choose another --out")
+        trainer.replaces = out
+        if trainer.is_main:
+            out = trainer.out = aside(out)
+    if trainer.is_main:
+        prepare(out)
+        atomic_write_text(out / "config.yaml", trainer.cfg.to_yaml())

@@ -18,7 +18,7 @@ from ..functional.common import tensor_sum
 from ..models import FeatureRoutes, ModelOutput, build_model
 from ..data.fingerprint import data_fingerprint
 from . import bookkeeping, evaluation, run_folder, state
-from .checkpoint import atomic_write_text, load_checkpoint, seed_everything
+from .checkpoint import seed_everything
 from .compat import check_plugins
 from .runtime import Clock, all_reduce, init_distributed, model_calls, resolve_device, rng_devices, set_determinism
 from .epoch_log import EpochLog
@@ -28,7 +28,7 @@ from .plugin import EVENTS, Losses, Plugin, Record, implements
 from .residency import make_resident
 from .pipeline import DataPipeline
 from .samplers import EpochBatchSampler, FixedBatcher, RandomOrder
-from .stages import Stage
+from .stages import run_stage
 
 
 class Trainer:
@@ -49,6 +49,7 @@ class Trainer:
         from ..methods import build_plugins  # late import: methods import the engine
 
         import_extensions(cfg.plugins)  # the user's own methods, encoders, datasets (before anything is built)
+        cfg.validate()  # attributes may have been changed after the Config was built
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world_size, local_rank = init_distributed(cfg.train.device)
@@ -118,7 +119,7 @@ class Trainer:
         self.resumed = False
         self.wall_time = 0.0
         self.stop_training = False  #: set by a plug-in (early stopping) to end training after this epoch
-        self._replaces: Optional[Path] = None  # the run folder an --overwrite run replaces when it finishes
+        self.replaces: Optional[Path] = None  #: the run folder an --overwrite run replaces when it finishes
         self.summary: Dict[str, Any] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
@@ -338,29 +339,12 @@ class Trainer:
         """Everything before the first main epoch: the run folder's guards, resume, ``on_fit_start``, stages."""
         self.data_fingerprint = data_fingerprint(self.splits)
         if self.out is not None:
-            out = self.out
-            if resume and (out / "last.pt").exists():  # every rank loads the same state
-                run_folder.check_resume(out, self.cfg, allow_change)
-                ckpt = load_checkpoint(out / "last.pt")
-                run_folder.check_data(out, ckpt.get("data_fingerprint"), self.data_fingerprint)
-                self.load_state(ckpt)
-                self.resumed = True
-            elif resume and run_folder.holds_run(out):  # a run that stopped before its first checkpoint
-                run_folder.check_resume(out, self.cfg, allow_change)
-            elif run_folder.holds_run(out):
-                if not overwrite:
-                    raise run_folder.RunFolderError(
-                        f"{out} holds another run; --resume continues it, --overwrite replaces it (the new run is "
-                        f"prepared aside and replaces it when it finishes), or choose another --out")
-                self._replaces, self.out = out, run_folder.aside(out) if self.is_main else out
-            if self.is_main:
-                run_folder.prepare(self.out)
-                atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+            run_folder.enter(self, resume, overwrite, allow_change)  # the guards, then resume if asked
         self._t0 = time.time() - self.wall_time
         self.call("on_fit_start")
         for p in self.plugins:
             for stage in p.stages(self):
-                self._run_stage(stage, self._t0)
+                run_stage(self, stage)
 
     def fit_epoch(self) -> Record:
         """One main epoch (``self.epoch``): training, evaluation, the epoch-end events, the final record."""
@@ -392,23 +376,10 @@ class Trainer:
         """After the last epoch: ``on_fit_end`` (the summary of the selected checkpoint) and the summary."""
         self.wall_time = time.time() - self._t0
         self.call("on_fit_end")
-        if self._replaces is not None and self.is_main and self.out is not None:
-            run_folder.swap_in(self.out, self._replaces)
-            self.out, self._replaces = self._replaces, None
+        if self.replaces is not None and self.is_main and self.out is not None:
+            run_folder.swap_in(self.out, self.replaces)
+            self.out, self.replaces = self.replaces, None
         return self.summary
-
-    def _run_stage(self, stage: Stage, t0: float) -> None:
-        done = self.stage_epochs.get(stage.name, 0)
-        for e in range(done, stage.epochs):
-            order = RandomOrder(len(self.splits.train), self.cfg.train.seed * 7919 + 104729 + len(self.stage_history))
-            record: Record = {"stage": stage.name, "epoch": e}
-            record["train"] = self.run_epoch(e, lambda b: {k: v.detach() for k, v in stage.step(self, b).items()},
-                                             order, self.default_batcher, stage.modalities)
-            record["plugins"], _ = self.epoch_log.flush()
-            self.stage_epochs[stage.name] = e + 1
-            self.stage_history.append(record)
-            self.wall_time = time.time() - t0
-            self.call("on_record", record)
 
     # ================================================================== state / resume
     def state_dict(self) -> Dict[str, Any]:
