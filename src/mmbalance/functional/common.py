@@ -1,11 +1,11 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, the probability a head gives the true class, and a gradient-scale op
-(AGM's hooks on the modality contributions, ARL's op after each encoder)."""
+weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms, and a
+gradient-scale op (AGM's hooks on the modality contributions, ARL's op after each encoder)."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterator, Sequence
+from typing import FrozenSet, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,15 @@ def shapley_weight(size: int, m: int) -> float:
     """``|S|! (M - |S| - 1)! / M!``: the weight of a coalition S of ``size`` modalities (not containing the
     modality being valued) among ``m`` modalities."""
     return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+
+
+def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` of one or more tensors (loss terms, logits of several heads), typed as a tensor:
+    builtin ``sum`` starts from the int 0 and would return it for no terms."""
+    total = sum(terms)
+    if not isinstance(total, torch.Tensor):
+        raise ValueError("tensor_sum: no terms to add")
+    return total
 
 
 def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
@@ -61,4 +70,4 @@ def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     return _ScaleGrad.apply(x, coeff.detach())
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "scale_grad", "shapley_weight", "true_class_probability"]
+__all__ = ["coalitions", "discrepancy_ratio", "scale_grad", "shapley_weight", "tensor_sum", "true_class_probability"]
