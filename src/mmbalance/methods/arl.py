@@ -28,17 +28,22 @@ Spec: ``shared/spec/anchors_2026.md`` section 1a. Tags: [CODE] the official rele
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import TYPE_CHECKING, Any, Dict, List
 
 import torch
 import torch.nn.functional as F
 
 from ..engine.options import option
-from ..engine.plugin import Plugin, device_state
+from ..engine.plugin import Losses, Plugin, Record, device_state
 from ..functional.common import scale_grad
 from ..registry import METHODS
 from .common import encoder_modalities
 from .shared_head import HEAD_FORMS, install_shared_heads, refuse_head_owners
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import FeatureRoutes, ModelOutput, MultimodalNet
 
 WEIGHT_SOURCES = ("computed", "released")
 
@@ -113,17 +118,17 @@ class ARL(Plugin):
     owns_heads = True  # model.heads become views of the fusion head
     needs_default_step = True  # scales encoder outputs and reweights the unimodal terms of the default step
 
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.weights_now: torch.Tensor = torch.empty(0)  # [M] weights for the next step's gradient scale
 
-    def check_compatible(self, plugins) -> None:
+    def check_compatible(self, plugins: List[Plugin]) -> None:
         refuse_head_owners(self, plugins)
 
-    def configure_model(self, trainer, model) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         install_shared_heads(model, self.name, self.head, frozen=False)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._mods = encoder_modalities(trainer, self)
         if trainer.unimodal_loss_weight <= 0:
             raise ValueError(f"arl needs its unimodal losses, but train.unimodal_loss_weight is "
@@ -132,10 +137,10 @@ class ARL(Plugin):
             self.weights_now = torch.full((len(self._mods),), 0.5)
         self.weights_now = self.weights_now.to(trainer.device)
 
-    def active(self, trainer) -> bool:
+    def active(self, trainer: Trainer) -> bool:
         return trainer.epoch > self.start
 
-    def transform_features(self, trainer, batch, routes) -> None:
+    def transform_features(self, trainer: Trainer, batch: Batch, routes: FeatureRoutes) -> None:
         if not self.active(trainer):
             return
         w = self.weights_now if self.weights == "computed" else torch.full_like(self.weights_now, 0.5)
@@ -146,7 +151,7 @@ class ARL(Plugin):
             if m in routes.fusion:
                 routes.fusion[m] = scale_grad(routes.fusion[m], coeff)
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         active = self.active(trainer)
         if active:
             for m in self._mods:
@@ -161,13 +166,13 @@ class ARL(Plugin):
             self.log_step(f"{m}/weight", w[i])
             self.log_mean(f"{m}/weight", w[i])
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         self.log("active", 1.0 if epoch > self.start else 0.0)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"weights_now": device_state(self.weights_now)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
         w = state.get("weights_now")
         self.weights_now = torch.empty(0) if w is None else w.clone()
 

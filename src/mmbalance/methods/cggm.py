@@ -26,19 +26,25 @@ the release and its issue #6 describe it, [RECON] ours.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 import warnings
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.options import option
-from ..engine.plugin import Plugin, device_state
+from ..engine.plugin import Losses, Plugin
+from ..models.fusion import ConcatFusion, SumFusion
 from ..registry import METHODS
 from .common import encoder_modalities, frozen_call
 from .shared_head import refuse_head_owners
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 DIRECTIONS = ("gradient", "code")
 COEFF_FORMS = ("code", "clamped")
@@ -81,14 +87,31 @@ def flat_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(a.reshape(-1), b.reshape(-1), dim=0)
 
 
-def fused_weight(fusion: nn.Module, modality: str) -> torch.Tensor:
+def fused_weight(fusion: Optional[nn.Module], modality: str) -> torch.Tensor:
     """The fused head's output weight acting on ``modality``'s features (concat: its column slice; sum: its layer)."""
-    if hasattr(fusion, "weight_slice"):
+    if isinstance(fusion, ConcatFusion):
         return fusion.fc.weight[:, fusion.weight_slice(modality)]
-    if hasattr(fusion, "fcs"):
-        return fusion.fcs[modality].weight
+    if isinstance(fusion, SumFusion):
+        return cast(nn.Linear, fusion.fcs[modality]).weight
     raise ValueError(f"cggm's direction loss needs a linear fused head per modality (concat or sum fusion), got "
                      f"{type(fusion).__name__}; use model.fusion=concat or sum, or method_args.cggm.lam=0")
+
+
+@dataclass
+class PreviousStep:
+    """``direction="code"``: what the release's stored term was built from (B and the output weights)."""
+
+    coeff: torch.Tensor
+    head: List[torch.Tensor]
+    fused: List[torch.Tensor]
+
+    def to(self, device: torch.device) -> "PreviousStep":
+        return PreviousStep(self.coeff.to(device), [t.to(device) for t in self.head],
+                            [t.to(device) for t in self.fused])
+
+    def state(self) -> Dict[str, Any]:
+        return {"coeff": self.coeff.detach().cpu().clone(), "head": [t.detach().cpu().clone() for t in self.head],
+                "fused": [t.detach().cpu().clone() for t in self.fused]}
 
 
 # =============================================================================== the plug-in
@@ -119,16 +142,16 @@ class CGGM(Plugin):
     needs_default_step = True  # reads the default step's forward and scales its gradients
     owns_heads = True  # trains model.heads as its detached auxiliary classifiers
 
-    def check_compatible(self, plugins) -> None:
-        refuse_head_owners(self, plugins)
-
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.prev_acc: Optional[torch.Tensor] = None
-        self.prev: Optional[Dict[str, object]] = None  # direction="code": B and weights of the previous step
+        self.prev: Optional[PreviousStep] = None  # direction="code": B and weights of the previous step
         self._coeff: Optional[torch.Tensor] = None
 
-    def on_fit_start(self, trainer) -> None:
+    def check_compatible(self, plugins: List[Plugin]) -> None:
+        refuse_head_owners(self, plugins)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
         model = trainer.model
         self._mods = encoder_modalities(trainer, self)
         not_linear = [m for m in self._mods if not isinstance(model.heads[m], nn.Linear)]
@@ -149,17 +172,17 @@ class CGGM(Plugin):
             self.prev_acc = torch.zeros(len(self._mods))  # the release starts from acc1 = [0] * M
         self.prev_acc = self.prev_acc.to(trainer.device)
         if self.prev is not None:
-            self.prev = {k: [t.to(trainer.device) for t in v] if isinstance(v, list) else v.to(trainer.device)
-                         for k, v in self.prev.items()}
+            self.prev = self.prev.to(trainer.device)
 
     # ------------------------------------------------------------------ per step
-    def _classifier_terms(self, trainer, batch, out, losses) -> None:
+    def _classifier_terms(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         for m in self._mods:
             if f"uni_{m}" not in losses and f"monitor_{m}" not in losses:
                 z = trainer.model.heads[m](out.features[m].detach())
                 losses[f"cls_{m}"] = trainer.cross_entropy(z, batch.labels(m), batch.global_count(m))
 
-    def _coefficients(self, trainer, batch, out) -> torch.Tensor:
+    def _coefficients(self, trainer: Trainer, batch: Batch, out: ModelOutput) -> torch.Tensor:
+        assert self.prev_acc is not None  # set in on_fit_start
         with torch.no_grad():
             acc = torch.stack([(out.logits[m].argmax(1) == batch.labels(m)).float().mean() for m in self._mods])
             acc = trainer.all_reduce(acc, "mean")
@@ -172,7 +195,9 @@ class CGGM(Plugin):
             self.log_mean(f"{m}/improvement", improvement[i])
         return coeff
 
-    def _gradient_direction(self, trainer, batch, out, coeff) -> torch.Tensor:
+    def _gradient_direction(self, trainer: Trainer, batch: Batch, out: ModelOutput,
+                            coeff: torch.Tensor) -> torch.Tensor:
+        assert out.fused is not None  # compute_loss only calls this with a fused output
         y, n = batch.paired_labels(), out.n_pair
         cos = []
         for m in self._mods:
@@ -182,24 +207,24 @@ class CGGM(Plugin):
             cos.append(flat_cosine(own, fused))
         return direction_loss(coeff, torch.stack(cos))
 
-    def _code_direction(self, trainer) -> Optional[torch.Tensor]:
+    def _code_direction(self, trainer: Trainer) -> Optional[torch.Tensor]:
         """The previous step's weight-cosine term, valued at the previous weights, its gradient landing on
         the current fused weights (what back-propagating the release's stored graph does)."""
         if self.prev is None:
             return None
         fusion, cos = trainer.model.fusion, []
-        for m, head_w, fused_w in zip(self._mods, self.prev["head"], self.prev["fused"]):
+        for m, head_w, fused_w in zip(self._mods, self.prev.head, self.prev.fused):
             live = fused_weight(fusion, m)
             cos.append(flat_cosine(head_w, fused_w + (live - live.detach())))
-        return direction_loss(self.prev["coeff"], torch.stack(cos))
+        return direction_loss(self.prev.coeff, torch.stack(cos))
 
-    def _remember_weights(self, trainer, coeff) -> None:
+    def _remember_weights(self, trainer: Trainer, coeff: torch.Tensor) -> None:
         model = trainer.model
-        self.prev = {"coeff": coeff.detach().clone(),
-                     "head": [model.heads[m].weight.detach().clone() for m in self._mods],
-                     "fused": [fused_weight(model.fusion, m).detach().clone() for m in self._mods]}
+        self.prev = PreviousStep(coeff.detach().clone(),
+                                 [cast(nn.Linear, model.heads[m]).weight.detach().clone() for m in self._mods],
+                                 [fused_weight(model.fusion, m).detach().clone() for m in self._mods])
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         self._classifier_terms(trainer, batch, out, losses)
         coeff = self._coefficients(trainer, batch, out)
         self._coeff = coeff
@@ -215,7 +240,7 @@ class CGGM(Plugin):
             self.log_mean("direction_loss", term.detach())
 
     @torch.no_grad()
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if self._coeff is None:
             return
         for i, m in enumerate(self._mods):
@@ -225,17 +250,16 @@ class CGGM(Plugin):
         self._coeff = None
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
-        prev = None if self.prev is None else {
-            "coeff": device_state(self.prev["coeff"]),
-            "head": [device_state(t) for t in self.prev["head"]],
-            "fused": [device_state(t) for t in self.prev["fused"]]}
-        return {"prev_acc": device_state(self.prev_acc), "prev": prev}
+    def state_dict(self) -> Dict[str, Any]:
+        return {"prev_acc": None if self.prev_acc is None else self.prev_acc.detach().cpu().clone(),
+                "prev": None if self.prev is None else self.prev.state()}
 
-    def load_state_dict(self, state):
-        acc = state.get("prev_acc")
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        acc, prev = state.get("prev_acc"), state.get("prev")
         self.prev_acc = None if acc is None else acc.clone()
-        self.prev = state.get("prev")
+        self.prev = None if prev is None else PreviousStep(prev["coeff"].clone(), [t.clone() for t in prev["head"]],
+                                                           [t.clone() for t in prev["fused"]])
 
 
-__all__ = ["CGGM", "cggm_coefficients", "direction_loss", "flat_cosine", "fused_weight", "linear_weight_grad"]
+__all__ = ["CGGM", "PreviousStep", "cggm_coefficients", "direction_loss", "flat_cosine", "fused_weight",
+           "linear_weight_grad"]

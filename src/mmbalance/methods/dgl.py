@@ -20,12 +20,18 @@ Spec: ``shared/spec/anchors_2026.md`` section 1a. Tags: [CODE] the official rele
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, List
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
 from .common import encoder_modalities
 from .shared_head import HEAD_FORMS, install_shared_heads, refuse_head_owners
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import FeatureRoutes, ModelOutput, MultimodalNet
 
 
 @METHODS.register("dgl")
@@ -53,24 +59,24 @@ class DGL(Plugin):
     owns_heads = True  # model.heads become views of the fusion head
     needs_default_step = True  # routes features and reweights the unimodal terms of the default step
 
-    def check_compatible(self, plugins) -> None:
+    def check_compatible(self, plugins: List[Plugin]) -> None:
         refuse_head_owners(self, plugins)
 
-    def configure_model(self, trainer, model) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         install_shared_heads(model, self.name, self.head, frozen=True)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         encoder_modalities(trainer, self)
         if trainer.unimodal_loss_weight <= 0:
             raise ValueError(f"dgl trains the encoders with the unimodal losses only, but train.unimodal_loss_weight "
                              f"is {trainer.unimodal_loss_weight}; leave it unset (DGL sets 1) or make it positive")
 
-    def transform_features(self, trainer, batch, routes) -> None:
+    def transform_features(self, trainer: Trainer, batch: Batch, routes: FeatureRoutes) -> None:
         if self.detach_fused:
             for m in routes.fusion:
                 routes.fusion[m] = routes.fusion[m].detach()
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         for m in out.logits:
             key = f"uni_{m}"
             if key in losses:

@@ -20,15 +20,20 @@ Spec: ``shared/spec/anchors_2026.md`` section 1a. Tags: [CODE] the official rele
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin, Record
 from ..functional.common import true_class_probability
 from ..registry import METHODS
-from .common import encoder_modalities, modality_shares, select_params
+from .common import ShareFunction, encoder_modalities, modality_shares, select_params
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== the math
@@ -94,14 +99,15 @@ class InfoReg(Plugin):
 
     needs_default_step = True  # reads the fused head's shares of the default step after backward
 
-    def __init__(self, **options) -> None:
+    def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.history: List[float] = []  # one trace per finished epoch
         self.open = True
+        self.k = 1.0
         self._anchors: Dict[str, List[torch.Tensor]] = {}
         self._trace = torch.zeros(())
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self._mods = encoder_modalities(trainer, self)
         fusion = trainer.model.fusion
         if fusion is None or not hasattr(fusion, "modality_logits"):
@@ -120,21 +126,22 @@ class InfoReg(Plugin):
         traced = [self.trace_modality] if self.trace_modality else self._mods
         self._fim_params = [p for m in traced for p in select_params(trainer.model.encoders[m], "weights")]
 
-    def on_epoch_start(self, trainer, epoch) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self.k = window_change(self.history, self.trace_window)
         self.open = self.k > self.threshold
         self._anchors = {m: [p.detach().clone() for p in ps] for m, ps in self._params.items()}
         self._trace = torch.zeros((), device=trainer.device)
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if not self.share_loss or out.n_pair == 0:
             return
-        shares = trainer.model.fusion.modality_logits(out.paired_features())
+        share_fn: ShareFunction = getattr(trainer.model.fusion, "modality_logits")
+        shares = share_fn(out.paired_features())
         y = batch.paired_labels()
         for m in self._mods:
             losses[f"share_{m}"] = trainer.cross_entropy(shares[m], y, batch.global_count())
 
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if out is None or out.n_pair == 0:
             return
         y = batch.paired_labels()
@@ -151,17 +158,17 @@ class InfoReg(Plugin):
             self.log_mean(f"{m}/beta", beta[i])
             self.log_mean(f"{m}/score", scores[i] / max(out.n_pair, 1))
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         trace = float(self._trace)  # one host sync per epoch
         self.history.append(trace)
         self.log("trace", trace)
         self.log("k", self.k)
         self.log("window", 1.0 if self.open else 0.0)
 
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"history": list(self.history)}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.history = [float(v) for v in state.get("history", [])]
 
 

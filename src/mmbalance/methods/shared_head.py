@@ -9,14 +9,17 @@ The view holds no parameters of its own: the fusion stays registered once, at ``
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import TYPE_CHECKING, Callable, Dict, List, cast
 
 import torch
 from torch import nn
 
 from ..engine.compat import IncompatiblePluginsError
 from ..engine.plugin import Plugin
-from .common import frozen_call
+from .common import ShareFunction, feature_sizes, frozen_call
+
+if TYPE_CHECKING:
+    from ..models.net import MultimodalNet
 
 HEAD_FORMS = ("zero_others", "share")
 
@@ -38,12 +41,16 @@ class FusionHeadView(nn.Module):
         self.__dict__["reader"] = _FusionReader(fusion, modality, dims, form)
         self.modality, self.form, self.frozen = modality, form, frozen
 
+    reader: "_FusionReader"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return frozen_call(self.reader, x) if self.frozen else self.reader(x)
+        return cast(torch.Tensor, frozen_call(self.reader, x)) if self.frozen else self.reader(x)
 
 
 class _FusionReader(nn.Module):
     """Holds the fusion as a submodule (so that :func:`frozen_call` can substitute its parameters)."""
+
+    fusion: nn.Module
 
     def __init__(self, fusion: nn.Module, modality: str, dims: Dict[str, int], form: str):
         super().__init__()
@@ -52,11 +59,13 @@ class _FusionReader(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = {m: x if m == self.modality else x.new_zeros(x.shape[0], d) for m, d in self.dims.items()}
         if self.form == "share":  # the shares do not depend on each other: the zeros only fill the dict
-            return self.fusion.modality_logits(feats)[self.modality]
-        return self.fusion(feats)
+            shares: ShareFunction = getattr(self.fusion, "modality_logits")
+            return shares(feats)[self.modality]
+        fuse: Callable[[Dict[str, torch.Tensor]], torch.Tensor] = self.fusion
+        return fuse(feats)
 
 
-def install_shared_heads(model: nn.Module, method: str, form: str, frozen: bool) -> None:
+def install_shared_heads(model: MultimodalNet, method: str, form: str, frozen: bool) -> None:
     """Replace every ``model.heads[m]`` by a :class:`FusionHeadView` (start-up errors name ``method``)."""
     fusion = model.fusion
     if fusion is None:
@@ -69,7 +78,7 @@ def install_shared_heads(model: nn.Module, method: str, form: str, frozen: bool)
     if taken:
         raise ValueError(f"{method}: the per-modality heads are already read from the fusion head by another "
                          f"method; two shared-head methods cannot be stacked")
-    dims = {m: int(model.encoders[m].out_dim) for m in model.modalities}
+    dims = feature_sizes(model, model.modalities)
     for m in model.modalities:
         model.heads[m] = FusionHeadView(fusion, m, dims, form, frozen)
 
