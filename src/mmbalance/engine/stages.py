@@ -17,9 +17,12 @@ class Stage:
     ``step(trainer, batch) -> losses`` (the stage's own update, e.g. of a teacher the plug-in owns).
 
     Stage epochs come before the main epochs, are checkpointed after each epoch (``last.pt``) and resume
-    where they stopped; their records go to ``stages.jsonl``. ``modalities`` restricts what is loaded."""
+    where they stopped; their records go to ``stages.jsonl``. ``modalities`` restricts what is loaded.
+    ``epoch_end(trainer, epoch)``, if given, runs after each stage epoch and before its record is written and
+    checkpointed (evaluate what the stage trains, keep the best state; what it logs goes into that record)."""
 
     name: str
     epochs: int
     step: Callable[["Trainer", "Batch"], Dict[str, Tensor]]
     modalities: Optional[List[str]] = None
+    epoch_end: Optional[Callable[["Trainer", int], None]] = None

@@ -358,6 +358,8 @@ class Trainer:
             record: Record = {"stage": stage.name, "epoch": e}
             record["train"] = self.run_epoch(e, lambda b: {k: v.detach() for k, v in stage.step(self, b).items()},
                                              order, self.default_batcher, stage.modalities)
+            if stage.epoch_end is not None:
+                stage.epoch_end(self, e)
             record["plugins"], _ = self.epoch_log.flush()
             self.stage_epochs[stage.name] = e + 1
             self.stage_history.append(record)
