@@ -286,7 +286,7 @@ def test_umt_distillation_term_by_hand():
     for m in ("a", "b"):
         with torch.no_grad():
             t = p.teachers.encoders[m](batch.inputs[m])
-        expected = 3 * float(((out.features[m] - t) ** 2).mean())
+        expected = 3 * float(((out.features[m].detach() - t) ** 2).mean())
         assert float(losses[f"umt_distill_{m}"].detach()) == pytest.approx(expected)
     assert not p.teachers.training  # the frozen teacher runs in eval mode by default
     tr.epoch = 81  # outside BalanceBenchmark's window (0-80): no term
@@ -452,3 +452,18 @@ def test_mbsd_resumes_exactly_and_stacks(tmp_path):
         Trainer(make_cfg("method=mbsd", *SMALL, "model.fusion=gated")).fit()
     s = Trainer(make_cfg("method=mbsd", *MFEAT, "train.epochs=2")).fit()
     assert s["test"]["acc"] > 0.5
+
+
+# ============================================================================================ docs
+@pytest.mark.parametrize("method", ["greedy", "umt", "ume", "mbsd"])
+def test_the_docs_option_table_is_the_generated_one(method):
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("method_options_md", root / "scripts" / "method_options_md.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    page = (root / "docs" / "methods" / f"{method}.md").read_text()
+    embedded = page.split(f"<!-- options:{method} -->\n")[1].split("\n<!-- /options -->")[0]
+    assert embedded == mod.options_table(method), f"regenerate with scripts/method_options_md.py {method}"
