@@ -467,3 +467,14 @@ def test_the_docs_option_table_is_the_generated_one(method):
     page = (root / "docs" / "methods" / f"{method}.md").read_text()
     embedded = page.split(f"<!-- options:{method} -->\n")[1].split("\n<!-- /options -->")[0]
     assert embedded == mod.options_table(method), f"regenerate with scripts/method_options_md.py {method}"
+
+
+def test_umt_without_distillation_trains_exactly_as_joint():
+    # the teacher stage has its own initialisation stream and order: the student is untouched by it
+    over = [*SMALL, "train.epochs=2"]
+    umt = Trainer(make_cfg("method=umt", *over, "method_args.umt.scaling=0", "method_args.umt.teacher_epochs=2"))
+    umt.fit()
+    joint = Trainer(make_cfg("method=joint", *over))
+    joint.fit()
+    for k, v in joint.model.state_dict().items():
+        assert torch.allclose(v, umt.model.state_dict()[k], atol=1e-6), k

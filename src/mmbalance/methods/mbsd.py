@@ -97,8 +97,9 @@ def mbsd_terms(logits: Dict[str, torch.Tensor], y: torch.Tensor, rs_on: str = "l
 # =============================================================================== the plug-in
 @METHODS.register("mbsd")
 class MBSD(Plugin):
-    """MBSD: unimodal CEs plus a performance-weighted output-gap (RS) and stronger-to-weaker distillation (KL)
-    between each pair of modalities, inside the modulation window. Logged: ``mbsd/rs``, ``mbsd/kl``,
+    """MBSD: unimodal CEs plus performance-weighted output-gap (RS) and distillation (KL) terms per modality pair.
+
+    The RS and KL terms are computed between each pair of modalities, inside the modulation window. Logged: ``mbsd/rs``, ``mbsd/kl``,
     ``mbsd/weight`` (epoch means)."""
 
     @dataclass

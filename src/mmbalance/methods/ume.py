@@ -44,7 +44,9 @@ def resolve_weights(weights: Optional[Dict[str, float]], modalities: List[str], 
 
 @METHODS.register("ume")
 class UME(Plugin):
-    """UME: unimodal models trained independently (own encoder + head, own CE, no fusion head); the test-time
+    """UME: unimodal models trained independently, averaged at test time (uni-modal ensemble).
+
+    Each modality has its own encoder + head and its own CE; there is no fusion head; the test-time
     prediction averages their outputs. Logged: nothing beyond the per-modality accuracies the loop reports."""
 
     @dataclass

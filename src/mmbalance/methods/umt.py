@@ -51,7 +51,9 @@ def _cpu(module: nn.Module) -> Dict[str, torch.Tensor]:
 
 @METHODS.register("umt")
 class UMT(Plugin):
-    """UMT: a teacher stage (``umt-teachers``: one unimodal model per modality, own optimiser), then the fused CE
+    """UMT: unimodal teachers trained in a first stage, distilled into the multimodal encoders (feature MSE).
+
+    A teacher stage (``umt-teachers``: one unimodal model per modality, own optimiser), then the fused CE
     plus ``scaling ·`` the MSE between each student encoder feature and its frozen teacher's. Logged: stage
     records ``umt/teacher/<m>/loss`` and ``umt/teacher/<m>/val_acc``; main epochs ``umt/distill/<m>``."""
 

@@ -26,7 +26,9 @@ STATE = ("m_main", "m_bypass", "rebalancing", "caring", "step")
 
 @METHODS.register("greedy")
 class Greedy(Plugin):
-    """Greedy: an MMTM gates each modality's features by all of them; after every backward the conditional learning
+    """Greedy: MMTM-linked branches; re-balancing steps when their conditional learning speeds drift apart.
+
+    An MMTM gates each modality's features by all of them; after every backward the conditional learning
     speed ``BDR_m = log10(M_bypass,m / M_main,m)`` (accumulated ``‖∇θ‖²/‖θ‖²`` of the MMTM parameters feeding
     branch m vs. branch m's own encoder and head) is compared across modalities, and when the gap exceeds
     ``epsilon`` the next ``window`` steps are *re-balancing* steps in which the faster-through-the-bypass modality's
