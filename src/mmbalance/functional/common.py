@@ -1,11 +1,11 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, the probability a head gives the true class, and the weighted mean of
-unimodal outputs (late-fusion ensembles: UME, Greedy's branch average)."""
+weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms, and
+the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average)."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterator, Optional, Sequence
+from typing import FrozenSet, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,15 @@ def shapley_weight(size: int, m: int) -> float:
     """``|S|! (M - |S| - 1)! / M!``: the weight of a coalition S of ``size`` modalities (not containing the
     modality being valued) among ``m`` modalities."""
     return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+
+
+def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` of one or more tensors (loss terms, logits of several heads), typed as a tensor:
+    builtin ``sum`` starts from the int 0 and would return it for no terms."""
+    total = sum(terms)
+    if not isinstance(total, torch.Tensor):
+        raise ValueError("tensor_sum: no terms to add")
+    return total
 
 
 def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
@@ -60,11 +69,11 @@ def ensemble_logits(logits: Sequence[torch.Tensor], weights: Optional[Sequence[f
                          f"got {list(w.tolist())}")
     w = (w / w.sum()).tolist()
     if space == "logits":
-        return sum(wi * z.float() for wi, z in zip(w, logits))
+        return tensor_sum(wi * z.float() for wi, z in zip(w, logits))
     if space == "probs":
-        return torch.log(sum(wi * F.softmax(z.float(), dim=1) for wi, z in zip(w, logits)).clamp_min(1e-12))
+        return torch.log(tensor_sum(wi * F.softmax(z.float(), dim=1) for wi, z in zip(w, logits)).clamp_min(1e-12))
     raise ValueError(f"ensemble space must be one of {ENSEMBLE_SPACES}, got {space!r}")
 
 
-__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "shapley_weight",
+__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "shapley_weight", "tensor_sum",
            "true_class_probability"]
