@@ -62,12 +62,10 @@ def ensemble_logits(logits: Sequence[torch.Tensor], weights: Optional[Sequence[f
     normalised to sum to one."""
     if not logits:
         raise ValueError("an ensemble needs at least one output")
-    w = torch.full((len(logits),), 1.0 / len(logits)) if weights is None else torch.tensor(
-        [float(x) for x in weights], dtype=torch.float32)
-    if len(w) != len(logits) or bool((w < 0).any()) or float(w.sum()) <= 0:
-        raise ValueError(f"ensemble weights must be {len(logits)} non-negative numbers with a positive sum, "
-                         f"got {list(w.tolist())}")
-    w = (w / w.sum()).tolist()
+    raw = [1.0] * len(logits) if weights is None else [float(x) for x in weights]
+    if len(raw) != len(logits) or min(raw) < 0 or sum(raw) <= 0:
+        raise ValueError(f"ensemble weights must be {len(logits)} non-negative numbers with a positive sum, got {raw}")
+    w = [x / sum(raw) for x in raw]
     if space == "logits":
         return tensor_sum(wi * z.float() for wi, z in zip(w, logits))
     if space == "probs":

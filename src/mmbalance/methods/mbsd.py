@@ -99,8 +99,8 @@ def mbsd_terms(logits: Dict[str, torch.Tensor], y: torch.Tensor, rs_on: str = "l
 class MBSD(Plugin):
     """MBSD: unimodal CEs plus performance-weighted output-gap (RS) and distillation (KL) terms per modality pair.
 
-    The RS and KL terms are computed between each pair of modalities, inside the modulation window. Logged: ``mbsd/rs``, ``mbsd/kl``,
-    ``mbsd/weight`` (epoch means)."""
+    The RS and KL terms are computed between each pair of modalities, inside the modulation window.
+    Logged: ``mbsd/rs``, ``mbsd/kl``, ``mbsd/weight`` (epoch means)."""
 
     @dataclass
     class Options:
@@ -135,8 +135,9 @@ class MBSD(Plugin):
     def _unimodal_logits(self, trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.Tensor]:
         if self.score_from == "heads":
             return {m: out.logits[m][: out.n_pair] for m in self._mods}
+        shares = getattr(trainer.model.fusion, "modality_logits")  # checked at start-up (require_score_source)
         with trainer.autocast():
-            return trainer.model.fusion.modality_logits(out.paired_features())
+            return shares(out.paired_features())
 
     def compute_loss(self, trainer: "Trainer", batch: "Batch", out: "ModelOutput", losses: Losses) -> None:
         # outside the window BalanceBenchmark trains on CE(fused) alone (score_from=heads keeps the heads' CE)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, List, Optional
 
 import torch
-from torch import nn
 
 from ..engine.options import option
 from ..engine.plugin import Plugin
@@ -27,7 +26,7 @@ from ..registry import METHODS
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
-    from ..models import ModelOutput
+    from ..models import ModelOutput, MultimodalNet
 
 
 def resolve_weights(weights: Optional[Dict[str, float]], modalities: List[str], method: str) -> Optional[List[float]]:
@@ -59,7 +58,7 @@ class UME(Plugin):
 
     wants_unimodal_loss = True  # the only loss: one CE per unimodal model
 
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: "MultimodalNet") -> None:
         mods = [m for m in trainer.active_modalities if m in model.encoders]
         if len(mods) < 2:
             raise ValueError(f"ume ensembles at least two unimodal models, got modalities {mods}")

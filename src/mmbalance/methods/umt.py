@@ -24,6 +24,7 @@ from ..engine.metrics import accuracy
 from ..engine.optim import build_optimizer, build_scheduler
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
+from ..functional.common import tensor_sum
 from ..engine.stages import Stage
 from ..models import MultimodalNet, build_model
 from ..registry import METHODS
@@ -77,7 +78,7 @@ class UMT(Plugin):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.teachers: Optional[MultimodalNet] = None  # encoder m + head m = modality m's teacher; no fusion head
+        self._teachers: Optional[MultimodalNet] = None  # encoder m + head m = modality m's teacher; no fusion head
         self._optimizer: Optional[torch.optim.Optimizer] = None
         self._scheduler: Any = None
         self._best: Dict[str, Dict[str, Any]] = {}
@@ -85,18 +86,30 @@ class UMT(Plugin):
     def validate(self) -> None:
         check_window(self)
 
+    @property
+    def teachers(self) -> MultimodalNet:
+        """The teachers (one network holding every modality's unimodal model), built in ``configure_model``."""
+        if self._teachers is None:
+            raise RuntimeError("umt: the teachers are built when the model is configured")
+        return self._teachers
+
+    def _teacher_optimizer(self) -> torch.optim.Optimizer:
+        if self._optimizer is None:
+            raise RuntimeError("umt: the teachers' optimiser is built when the model is configured")
+        return self._optimizer
+
     # ------------------------------------------------------------------ teachers
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: MultimodalNet) -> None:
         self._mods = encoder_modalities(trainer, self)
         cfg = trainer.cfg
         shapes = {m: sample_shape(trainer.splits.train, m) for m in model.modalities}
         with torch.random.fork_rng(devices=[]):  # the student keeps joint's initialisation and random stream
             torch.manual_seed(cfg.train.seed + 7177)
-            self.teachers = build_model(cfg.model, shapes, trainer.num_classes)
-        self.teachers.fusion = None  # one unimodal model per modality: nothing is shared between them
-        self.teachers.to(trainer.device)
+            teachers = build_model(cfg.model, shapes, trainer.num_classes)
+        teachers.fusion = None  # one unimodal model per modality: nothing is shared between them
+        self._teachers = teachers.to(trainer.device)
         self._epochs = int(self.teacher_epochs or cfg.train.epochs)
-        self._optimizer = build_optimizer(cfg.optim, [p for p in self.teachers.parameters()], self.teacher_lr)
+        self._optimizer = build_optimizer(cfg.optim, list(teachers.parameters()), self.teacher_lr)
         self._scheduler = build_scheduler(cfg.optim, self._optimizer, self._epochs)
 
     def stages(self, trainer: "Trainer") -> List[Stage]:
@@ -108,15 +121,17 @@ class UMT(Plugin):
             logits = self.teachers({m: batch.inputs[m] for m in self._mods}, fuse=False).logits
         losses: Losses = {f"teacher_{m}": trainer.cross_entropy(logits[m], batch.labels(m), batch.global_count(m))
                           for m in self._mods}
-        self._optimizer.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        params = [p for p in self.teachers.parameters() if p.grad is not None]
+        optimizer = self._teacher_optimizer()
+        optimizer.zero_grad(set_to_none=True)
+        tensor_sum(losses.values()).backward()
+        grads = [p.grad for p in self.teachers.parameters() if p.grad is not None]
         if trainer.world_size > 1:  # the teachers are outside DDP: average their gradients by hand
-            for p in params:
-                p.grad.copy_(trainer.all_reduce(p.grad, "mean"))
+            for g in grads:
+                g.copy_(trainer.all_reduce(g, "mean"))
         if trainer.cfg.optim.grad_clip:
+            params = [p for p in self.teachers.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, trainer.cfg.optim.grad_clip)
-        self._optimizer.step()
+        optimizer.step()
         trainer.count(forwards=1, backwards=1)
         for m in self._mods:
             self.log_mean(f"teacher/{m}/loss", losses[f"teacher_{m}"].detach())
@@ -169,14 +184,14 @@ class UMT(Plugin):
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:
-        return {"teachers": None if self.teachers is None else _cpu(self.teachers),
+        return {"teachers": None if self._teachers is None else _cpu(self._teachers),
                 "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
                 "scheduler": None if self._scheduler is None else self._scheduler.state_dict(),
                 "best": {m: dict(b) for m, b in self._best.items()}}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        if self.teachers is not None and state.get("teachers") is not None:
-            self.teachers.load_state_dict(state["teachers"])
+        if self._teachers is not None and state.get("teachers") is not None:
+            self._teachers.load_state_dict(state["teachers"])
         if self._optimizer is not None and state.get("optimizer") is not None:
             self._optimizer.load_state_dict(state["optimizer"])
         if self._scheduler is not None and state.get("scheduler") is not None:

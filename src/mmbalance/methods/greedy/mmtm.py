@@ -27,6 +27,10 @@ class MMTM(nn.Module):
     ``model.coupling``). Buffers: ``running_gate`` (the gates' running mean, modalities concatenated), ``steps``
     (training forwards averaged) and ``frozen`` (which modalities' gates the running mean replaces in training)."""
 
+    running_gate: torch.Tensor
+    steps: torch.Tensor
+    frozen: torch.Tensor
+
     def __init__(self, dims: Dict[str, int], ratio: float = 4.0):
         super().__init__()
         self.modalities = list(dims)

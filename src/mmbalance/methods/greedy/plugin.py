@@ -6,20 +6,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Optional
 
 import torch
-from torch import nn
 
 from ...engine.options import option
 from ...engine.plugin import Plugin, device_state
 from ...functional.common import ensemble_logits
 from ...registry import METHODS
-from ..common import encoder_modalities
+from ..common import encoder_modalities, feature_sizes
 from .mmtm import MMTM
 from .speed import branch_speed, grad_weight_ratio, guided_schedule, random_schedule, speed_gap
 
 if TYPE_CHECKING:
     from ...data.batch import Batch
     from ...engine.trainer import Trainer
-    from ...models import ModelOutput
+    from ...models import ModelOutput, MultimodalNet
 
 STATE = ("m_main", "m_bypass", "rebalancing", "caring", "step")
 
@@ -71,12 +70,12 @@ class Greedy(Plugin):
         return hooks if self.objective == "code" else hooks - {"predict"}
 
     # ------------------------------------------------------------------ the architecture
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: "MultimodalNet") -> None:
         self._mods = encoder_modalities(trainer, self)
         if model.coupling is not None:
             raise ValueError(f"greedy installs an MMTM between the encoders, but the model already has a feature "
                              f"coupling ({type(model.coupling).__name__})")
-        model.coupling = MMTM({m: int(model.encoders[m].out_dim) for m in self._mods}, self.ratio)
+        model.coupling = MMTM(feature_sizes(model, self._mods), self.ratio)
         if self.objective == "code":
             model.fusion = None  # the official model averages its branch classifiers instead
 
@@ -85,7 +84,10 @@ class Greedy(Plugin):
         if self.objective == "bb" and model.fusion is None:
             raise ValueError("greedy: method_args.greedy.objective=bb trains the fusion head, but the model has none "
                              "(another method removed it); use objective=code")
-        self._mmtm: MMTM = model.coupling
+        coupling = model.coupling
+        if not isinstance(coupling, MMTM):
+            raise ValueError("greedy: the model's MMTM coupling was replaced by another method")
+        self._mmtm = coupling
         heads = self.objective == "code"  # the official branch includes its classifier
         self._main = [list(model.encoders[m].parameters()) + (list(model.heads[m].parameters()) if heads else [])
                       for m in self._mods]
@@ -102,9 +104,9 @@ class Greedy(Plugin):
 
     # ------------------------------------------------------------------ every step
     def after_backward(self, trainer: "Trainer", batch: "Batch", out: Optional["ModelOutput"]) -> None:
-        if out is None:
-            return
         s = self._state
+        if out is None or s is None:
+            return
         unlocked = trainer.epoch >= self.starting_epoch
         main = torch.stack([grad_weight_ratio(ps) for ps in self._main])
         bypass = torch.stack([grad_weight_ratio(ps) for ps in self._bypass])
@@ -128,6 +130,8 @@ class Greedy(Plugin):
             self.log_mean(f"{m}/frozen", frozen[i].float())
 
     def on_epoch_end(self, trainer: "Trainer", epoch: int, record: Dict[str, Any]) -> None:
+        if self._state is None:
+            return
         bdr = branch_speed(self._state["m_bypass"], self._state["m_main"]).tolist()
         for m, v in zip(self._mods, bdr):
             self.log(f"{m}/bdr", v)
