@@ -390,18 +390,3 @@ def test_stacks_with_seed_methods(stack):
     extra = ["method_args.diagnose-relearn.reinit_every=1"] if "diagnose" in stack else []
     s = Trainer(_cfg(stack, *extra, epochs=2)).fit()
     assert s["test"]["acc"] > 0
-
-
-@pytest.mark.parametrize("method", METHODS4)
-def test_docs_option_tables_match_the_declared_options(method):
-    import importlib.util
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("method_options_md", root / "scripts" / "method_options_md.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    page = (root / "docs" / "methods" / f"{method}.md").read_text()
-    embedded = page.split(f"<!-- options:{method} -->\n")[1].split("\n<!-- /options -->")[0]
-    assert embedded == mod.options_table(method), f"regenerate with scripts/method_options_md.py {method}"
-    assert "## Fidelity note" in page
