@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__, threads
+
 COMMANDS = {
     "compare": ("mmbalance.report.compare", "run a methods x seeds grid and aggregate it"),
     "report": ("mmbalance.report.html", "write an HTML/markdown report for a run or grid"),
@@ -22,8 +24,10 @@ COMMANDS = {
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``compare``: the run's config and overrides."""
-    p.add_argument("--config", help="YAML config file (dotted overrides apply on top)")
+    """Options shared by ``train``, ``compare`` and ``sweep``: the run's config, overrides and threads."""
+    p.add_argument("--config", metavar="NAME_OR_FILE",
+                   help="a packaged config by name (e.g. cremad-gewu; an unknown name lists them) or a YAML "
+                        "file; dotted overrides apply on top")
     p.add_argument("--dataset", help="dataset name (see `mmbalance list`)")
     p.add_argument("--preset", help="dataset preset, e.g. av-digits clean|hard")
     p.add_argument("--modalities", help="comma-separated modalities/views, e.g. pix,fou,zer for mfeat")
@@ -35,14 +39,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    threads.add_argument(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
 
 
 def config_from_args(args, method: str | None = None, seed: int | None = None, out: str | None = None):
+    from . import configs
     from .config import Config
 
-    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    cfg = Config.from_yaml(configs.resolve(args.config)) if getattr(args, "config", None) else Config()
     items = []
     for flag, key in (("dataset", "data.name"), ("preset", "data.preset"), ("modalities", "data.modalities"),
                       ("root", "data.root"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
@@ -74,6 +80,7 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args, method=args.method, seed=args.seed, out=args.out)
     if cfg.out is None:
         raise SystemExit("error: --out RUN_FOLDER is required")
+    threads.apply(args)
     summary = Trainer(cfg).fit(resume=args.resume)
     if not summary:  # a non-zero DDP rank: rank 0 reports
         return 0
@@ -129,12 +136,49 @@ def cmd_eval(args) -> int:
         raise FileNotFoundError(f"{run}: not a run folder (no config.yaml)")
     cfg = Config.from_yaml(run / "config.yaml").override(["train.progress=false", "out=null"] +
                                                           ([f"train.device={args.device}"] if args.device else []))
+    if cfg.data.name is None:  # written so by the trainer for data passed in from Python (provenance.config_yaml)
+        raise ValueError(f"{run} was trained on data passed from Python (Trainer(cfg, splits=...)), which "
+                         f"`mmbalance eval` cannot rebuild: evaluate it in Python with the same splits, "
+                         f"Trainer(Config.from_yaml('{run / 'config.yaml'}'), splits=...) and "
+                         f"load_checkpoint('{run / (args.checkpoint + '.pt')}')")
+    threads.apply(args)
     tr = Trainer(cfg)
     ckpt = load_checkpoint(run / f"{args.checkpoint}.pt")
-    tr.model.load_state_dict(ckpt["model"])
+    try:
+        tr.model.load_state_dict(ckpt["model"])
+    except RuntimeError:  # e.g. a run recorded with another dataset than it was trained on
+        raise ValueError(f"{run / (args.checkpoint + '.pt')} does not fit the model built from {run / 'config.yaml'} "
+                         f"(data {cfg.data.name!r}): {_state_mismatch(tr.model.state_dict(), ckpt['model'])}") from None
     res = {split: tr.evaluate(split) for split in args.splits.split(",")}
-    print(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2) if args.json else format_eval(res))
     return 0
+
+
+def _state_mismatch(expected: dict, found: dict) -> str:
+    """One line saying how a checkpoint's tensors differ from a model's (names first, then shapes)."""
+    missing, extra = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))
+    if missing or extra:
+        return (f"the checkpoint has {len(extra)} tensor(s) the model lacks (e.g. {extra[:2]}) and lacks "
+                f"{len(missing)} it needs (e.g. {missing[:2]}) — other modalities or layers")
+    bad = [k for k in expected if tuple(expected[k].shape) != tuple(found[k].shape)]
+    return (f"size mismatch for {bad[0]}: checkpoint {tuple(found[bad[0]].shape)}, model "
+            f"{tuple(expected[bad[0]].shape)} — other input shapes or classes" if bad else "incompatible tensors")
+
+
+def format_eval(res: dict) -> str:
+    """Evaluation results as a table: one row per split, then each modality's head and share accuracy."""
+    from .report.aggregate import text_table
+
+    def pct(v):
+        return "—" if v is None or v != v else f"{100 * v:.2f}"
+
+    mods = list(next(iter(res.values()), {}).get("modality_acc", {}))
+    headers = ["split", "acc (%)", "macro-F1 (%)", "mAP (%)", "loss"] + \
+              [f"{m} head / share acc (%)" for m in mods]
+    rows = [[split, pct(m["acc"]), pct(m["macro_f1"]), pct(m["map"]), f"{m['loss']:.4f}"] +
+            [f"{pct(m['modality_acc'].get(k))} / {pct(m.get('share_acc', {}).get(k))}" for k in mods]
+            for split, m in res.items()]
+    return text_table(headers, rows) + "\n(head: the modality's own classifier head; share: its part of the fused head)"
 
 
 def cmd_list(args) -> int:
@@ -155,6 +199,7 @@ def cmd_list(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
+    parser.add_argument("--version", action=_VersionAction, help="print the version (and git commit) and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run")
@@ -171,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--splits", default="val,test")
     p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    threads.add_argument(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("list", help="list registered methods, datasets, encoders, fusions")
@@ -188,6 +235,22 @@ def build_parser() -> argparse.ArgumentParser:
         mod.add_arguments(p)
         p.set_defaults(func=mod.main)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package version, plus the git commit when running from a checkout (looked up only
+    when asked: it runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .provenance import git_state
+
+        git = git_state()
+        extra = f" (git {git['commit'][:12]}{', modified' if git['dirty'] else ''})" if git else ""
+        print(f"mmbalance {__version__}{extra}")  # stdout, like argparse's own version action
+        parser.exit()
 
 
 def main(argv=None) -> int:

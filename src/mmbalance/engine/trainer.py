@@ -18,6 +18,7 @@ from ..config import Config
 from ..data import BatchDataset, Splits, build_splits
 from ..data.base import passthrough_collate, sample_shape
 from ..models import ModelOutput, build_model
+from ..provenance import collect as collect_provenance, config_yaml, dataset_label
 from .checkpoint import (atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint, rng_state,
                          seed_everything, set_rng_state)
 from .metrics import accuracy, classification_metrics
@@ -63,6 +64,7 @@ class Trainer:
         self._set_determinism()
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
+        self.splits_from_python = splits is not None  # then cfg.data was not used (provenance.dataset_label)
         #: whether the splits really live on the device (data.resident=true and they fit)
         self.resident = bool(cfg.data.resident) and self._make_resident()
         train = self.splits.train
@@ -466,7 +468,7 @@ class Trainer:
                 self.resumed = True
             if self.is_main:
                 self.out.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+                atomic_write_text(self.out / "config.yaml", config_yaml(self.cfg, self.splits, self.splits_from_python))
                 self._rewrite_jsonl()
         t0 = time.time() - self.wall_time
         self.call("on_fit_start")
@@ -541,7 +543,7 @@ class Trainer:
         val, test = self.evaluate("val"), self.evaluate("test")
         summary = {
             "method": self.cfg.method,
-            "dataset": self.cfg.data.name + (f"/{self.cfg.data.preset}" if self.cfg.data.preset else ""),
+            "dataset": dataset_label(self.cfg, self.splits, self.splits_from_python),
             "modalities": self.active_modalities,
             "seed": self.cfg.train.seed,
             "epochs": self.epoch,
@@ -557,6 +559,7 @@ class Trainer:
             "device": str(self.device),
             "num_parameters": sum(p.numel() for p in self.model.parameters()),
             "versions": {"python": platform.python_version(), "torch": torch.__version__},
+            "provenance": collect_provenance(self.cfg, self.splits, from_python=self.splits_from_python),
         }
         if self.out is not None and self.is_main:
             atomic_write_json(self.out / "summary.json", summary)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import threads
 from ..config import Config, ConfigError
 from . import aggregate as agg_mod
 
@@ -51,9 +52,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-on-error", action="store_true",
                    help="stop at the first failed run (default: record it and go on with the others)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and the BLAS of the linear probe (default: the libraries' own "
-                        "choice). Small CPU models run fastest with 1, and much faster on a busy machine")
     add_run_arguments(p)
     p.epilog = ("Per-method options: method_args.<name>.<arg>=VALUE applies only to runs whose method stacks "
                 "<name>. Other KEY=VALUE overrides apply to every run.")
@@ -62,8 +60,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args) -> int:
     out = Path(args.out)
     try:
-        if args.threads is not None:
-            set_threads(args.threads)
+        threads.apply(args)  # --threads comes with the run options (mmbalance.threads)
         plan = plan_grid(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -298,24 +295,6 @@ def _unique_methods(plan) -> List[Dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- running
-def set_threads(n: int) -> None:
-    """Limit torch's intra-op threads and the BLAS/OpenMP pools (used by the scikit-learn probe).
-
-    Tiny MLPs gain nothing from several threads, and on a machine whose cores are busy, spinning thread
-    pools slowed a 20-epoch av-digits run ~20x (measured: 4 s with 1 thread vs 80+ s with the defaults)."""
-    import torch
-
-    if n < 1:
-        raise ConfigError(f"--threads must be >= 1, got {n}")
-    torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:  # scikit-learn's dependency; without it only torch is limited
-        pass
-
-
 def train_run(cfg: Config, on_epoch=None) -> Dict[str, Any]:
     """Train (or resume) one run in this process; ``on_epoch(record)`` is called after each epoch.
     Tests patch this function to count calls."""
