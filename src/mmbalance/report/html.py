@@ -125,9 +125,8 @@ def _modalities(dirs: List[Path]) -> List[str]:
     for d in dirs:
         s = _read_json(d / "summary.json") or {}
         recs = P.read_metrics(d)[-1:]
-        found = list(s.get("modalities") or []) + [m for r in recs for m in ((r.get("val") or {}).get("modality_acc") or {})]
-        mods += [m for m in found if m not in mods]
-    return mods
+        mods += list(s.get("modalities") or []) + [m for r in recs for m in ((r.get("val") or {}).get("modality_acc") or {})]
+    return list(dict.fromkeys(mods))
 
 
 def _method_plots(name: str, module, run_dir: Path, out_dir: Path, page: Page) -> bool:
@@ -292,6 +291,7 @@ def _sweep_report(sweep_dir: Path, page: Page) -> None:
     mods = _modalities(all_dirs)
     with page_modalities(mods):
         page.heading("Figures")
+        page.out.mkdir(parents=True, exist_ok=True)  # sweep.heatmap writes where it is told
         page.image(S.heatmap(table, page.out / "sweep_heatmap.png", method),
                    "Test accuracy (%) per cell, mean ± std over seeds ('–': no complete run).")
         best = {f"N_B={c['batch_size']} lr={c['lr']:g}" for c in ranked[:6]}

@@ -60,6 +60,7 @@ def imbalance_panel(groups: Mapping[str, Sequence[List[Dict[str, Any]]]], gaps: 
     """Write the panel. ``groups``: row label (method) -> its runs' metrics records; ``gaps``: row label ->
     :func:`probe_gaps` of its runs."""
     rows = [g for g, runs in groups.items() if any(runs)]
+    modalities = list(dict.fromkeys(modalities))
     if not rows or not modalities:
         return None
     colors = modality_colors(modalities)
@@ -101,7 +102,7 @@ def imbalance_panel(groups: Mapping[str, Sequence[List[Dict[str, Any]]]], gaps: 
             ax_gap.text(0.5, 0.5, "no probe (eval.probe=false)", ha="center", va="center",
                         transform=ax_gap.transAxes, fontsize=8, color="grey")
     fig.suptitle("imbalance: what each modality learned (colour = modality)", fontsize=11)
-    return _save(fig, path, top=1 - 0.45 / (2.8 * len(rows) + 0.8))
+    return _save(fig, path, top=1 - 0.35 / (2.8 * len(rows) + 0.8))
 
 
 __all__ = ["CAPTION", "imbalance_panel", "probe_gaps"]
