@@ -37,7 +37,7 @@ What these tables say, honestly:
   added, so the image encoder random-walks until it explodes. The same seeds with plain `ogm-ge` did not
   diverge. Not fixed; reported.
 * The seed papers report larger gains on CREMA-D / Kinetics-Sounds with ResNet-18s trained for 100+ epochs;
-  those settings are in `configs/` but were not run here (no such data offline).
+  those settings ship as packaged configs (`--config cremad-gewu`, ...) but were not run here (no such data offline).
 
 Per-method write-ups with more settings, ablations and seeds are in `docs/results/`:
 `diagnose-relearn.md`, `bss.md`, `dus.md`, `baselines-gradient.md`, `baselines-objective.md`.
