@@ -215,7 +215,7 @@ def pipeline(args, dev, splits, method, extra=()):
             "epoch_end_s": float(np.mean([h["time"]["epoch_end"] for h in steady])),
             "epochs": [{k: round(v, 4) for k, v in h["time"].items()} for h in tr.history],
             "plugins_last_epoch": {k: v for k, v in tr.history[-1]["plugins"].items() if isinstance(v, (int, float))},
-            "diagnosis_epochs": [h["epoch"] for h in tr.history if "dr/diagnose_time_s" in h["plugins"]],
+            "diagnosis_epochs": [h["epoch"] for h in tr.history if "diagnose-relearn/diagnose_time_s" in h["plugins"]],
             "graphs": compiled_graphs() - g0}
 
 

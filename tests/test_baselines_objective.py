@@ -72,7 +72,7 @@ def test_gblending_options_fail_clearly():
         GBlending(super_epoch=0)
     with pytest.raises(ValueError, match="holdout must"):
         GBlending(holdout="test")
-    assert GBlending(holdout="val").replaces is None and GBlending().replaces == "order"
+    assert "epoch_order" not in GBlending(holdout="val").provides() and "epoch_order" in GBlending().provides()
 
 
 def test_gblending_state_round_trip():
@@ -359,7 +359,9 @@ def test_smv_mixture_loss_equals_the_code_objective():
             return feats
 
     losses = {"fused": torch.tensor(0.0)}
-    p.compute_loss(T, {"y": y, "index": torch.arange(4)}, Out, losses)
+    from mmbalance.data.batch import Batch
+
+    p.compute_loss(T, Batch(feats, y, torch.arange(4), {"a": 4, "b": 4}), Out, losses)
     assert losses["fused"].requires_grad  # a real training loss
     with torch.no_grad():
         ce = lambda z: F.cross_entropy(z, y, reduction="none")
@@ -425,7 +427,7 @@ def test_three_views_of_mfeat(tmp_path, method):
 
 
 def test_step_replacing_methods_cannot_stack():
-    from mmbalance.engine.plugin import IncompatiblePluginsError
+    from mmbalance.engine import IncompatiblePluginsError
     with pytest.raises(IncompatiblePluginsError, match="both replace the training step"):
         Trainer(make_cfg("method=mla+reconboost", *SMALL))
     with pytest.raises(IncompatiblePluginsError, match="both decide the sample order"):

@@ -7,12 +7,15 @@ import torch
 from scipy.stats import chisquare
 
 from mmbalance import Plugin, Trainer
-from mmbalance.engine.plugin import IncompatiblePluginsError
+from mmbalance.engine import IncompatiblePluginsError
 from mmbalance.engine.samplers import epoch_generator
 from mmbalance.methods import build_plugins
-from mmbalance.methods.bss import (_SALT_L, BiasedOrder, CurriculumOrder, balance_scores, combine_criteria,
-                                   ema_update, mean_pairwise_cosine, pacing, parse_criteria, per_sample_criteria,
-                                   prefix_size, sampling_probabilities, spearman, summarize_scores)
+from mmbalance.diagnostics.scores import spearman, summarize_scores
+from mmbalance.methods.bss import (BiasedOrder, CurriculumOrder, balance_scores, combine_criteria, ema_update,
+                                   mean_pairwise_cosine, pacing, per_sample_criteria, prefix_size,
+                                   sampling_probabilities)
+from mmbalance.methods.bss.measurer import parse_criteria
+from mmbalance.methods.bss.orders import _SALT_L
 
 from conftest import assert_resume_is_exact, free_port as _free_port, load_metrics, make_cfg
 
@@ -202,7 +205,7 @@ class Visits(Plugin):
         self.ref[epoch] = balance_scores(r["logits"], r["y"], r["fused"])
 
     def after_forward(self, t, batch, out):
-        self.idx.setdefault(t.epoch, []).extend(batch["index"].tolist())
+        self.idx.setdefault(t.epoch, []).extend(batch.index.tolist())
 
 
 class Snap(Plugin):
@@ -301,7 +304,9 @@ def test_stacking_rules():
 
     class OwnStep(Plugin):
         name = "own-step"
-        overrides_step = True
+
+        def training_step(self, trainer, batch):  # a step strategy
+            return {}
 
     cfg = make_cfg("method=bss-l", "method_args.bss-l.score_source=previous_epoch")
     with pytest.raises(IncompatiblePluginsError, match="score_source='pass'"):

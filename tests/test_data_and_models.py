@@ -89,10 +89,10 @@ def test_python_api_for_own_data():
 def test_nested_index_batch_loads_requested_sizes():
     ds = MultimodalDataset({"a": torch.arange(10.0)[:, None], "b": torch.arange(10.0)[:, None]}, torch.zeros(10), 1)
     batch = BatchDataset(ds).__getitems__(IndexBatch([4, 2, 7, 1], sizes={"a": 4, "b": 2}))
-    assert batch["inputs"]["a"].squeeze(1).tolist() == [4, 2, 7, 1]
-    assert batch["inputs"]["b"].squeeze(1).tolist() == [4, 2]
+    assert batch.inputs["a"].squeeze(1).tolist() == [4, 2, 7, 1]
+    assert batch.inputs["b"].squeeze(1).tolist() == [4, 2]
     model = build_model(ModelConfig(feature_dim=8), {"a": (1,), "b": (1,)}, 3)
-    out = model(batch["inputs"])
+    out = model(batch.inputs)
     assert out.n_pair == 2 and out.fused.shape == (2, 3)
     assert out.logits["a"].shape == (4, 3) and out.logits["b"].shape == (2, 3)
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mmbalance import Plugin, Trainer
-from mmbalance.engine.plugin import IncompatiblePluginsError
+from mmbalance.engine import IncompatiblePluginsError
 from mmbalance.methods import METHODS, build_plugins
 from mmbalance.methods.dus import (DUSBatcher, Reinforce, allocate_sizes, discounted_returns, discrepancy,
                                    heuristic_sizes, imbalance, update_running_score)
@@ -119,7 +119,7 @@ def test_size_multiple_in_the_loop_and_its_errors(tmp_path):
     Trainer(cfg).fit()
     seen = set()
     for line in load_metrics(tmp_path / "r"):
-        na, nb = line["steps"]["dus/n/a"][:-1], line["steps"]["dus/n/b"][:-1]  # last step: trimmed to the budget
+        na, nb = line["steps"]["dus-h/n/a"][:-1], line["steps"]["dus-h/n/b"][:-1]  # last step: trimmed to the budget
         assert all(a % 8 == 0 and b % 8 == 0 and a + b == 64 for a, b in zip(na, nb))
         seen |= set(na)
     assert len(seen) > 1 and min(seen) < 32  # still adapts (the dominant modality 'a' gets fewer), in steps of 8
@@ -205,18 +205,18 @@ class Inspector(Plugin):
         self.rows = []
 
     def after_forward(self, t, batch, out):
-        n = {m: batch["inputs"][m].shape[0] for m in t.modalities}
-        assert n == batch["sizes"]
+        n = {m: batch.inputs[m].shape[0] for m in t.modalities}
+        assert n == batch.sizes
         assert {m: out.logits[m].shape[0] for m in n} == n and {m: out.features[m].shape[0] for m in n} == n
         assert out.fused.shape[0] == out.n_pair == min(n.values())
-        assert len(batch["index"]) == len(batch["y"]) == max(n.values())
+        assert len(batch.index) == len(batch.y) == max(n.values())
         self.rows.append(n)
 
     def compute_loss(self, t, batch, out, losses):
         for m, z in out.logits.items():  # unimodal CE on each modality's own samples
-            ref = F.cross_entropy(z.float(), batch["y"][: batch["sizes"][m]])
+            ref = F.cross_entropy(z.float(), batch.y[: batch.sizes[m]])
             assert torch.allclose(losses[f"uni_{m}"], ref)
-        assert torch.allclose(losses["fused"], F.cross_entropy(out.fused, batch["y"][: out.n_pair]))
+        assert torch.allclose(losses["fused"], F.cross_entropy(out.fused, batch.y[: out.n_pair]))
 
 
 def test_nested_batches_reach_the_model_with_the_requested_sizes(tmp_path):
@@ -225,7 +225,7 @@ def test_nested_batches_reach_the_model_with_the_requested_sizes(tmp_path):
     Trainer(cfg, plugins=build_plugins(cfg) + [insp]).fit()
     lines = load_metrics(tmp_path / "r")
     logged = [dict(zip(["a", "b"], ab)) for l in lines
-              for ab in zip(l["steps"]["dus/n/a"], l["steps"]["dus/n/b"])]
+              for ab in zip(l["steps"]["dus-h/n/a"], l["steps"]["dus-h/n/b"])]
     assert [{k: int(v) for k, v in d.items()} for d in logged] == insp.rows
     # synthetic: modality 'a' is informative (dominant), 'b' weak -> DUS gives 'b' more samples
     late = insp.rows[len(insp.rows) // 2:]
@@ -234,11 +234,11 @@ def test_nested_batches_reach_the_model_with_the_requested_sizes(tmp_path):
     # same number of steps and modality-samples as plain training: 420 training samples, batch 32
     for l in lines:
         assert l["train"]["steps"] == math.ceil(420 / 32)
-        n_epoch = sum(l["steps"]["dus/n/a"]) + sum(l["steps"]["dus/n/b"])
+        n_epoch = sum(l["steps"]["dus-h/n/a"]) + sum(l["steps"]["dus-h/n/b"])
         assert n_epoch == 2 * 420
     # s_hat is logged per step and changes; rho > 1 for the dominant modality at the end
-    s_a = [v for l in lines for v in l["steps"]["dus/s_hat/a"]]
-    assert len(set(s_a)) > 5 and lines[-1]["plugins"]["dus/rho/a"] > 1 > lines[-1]["plugins"]["dus/rho/b"]
+    s_a = [v for l in lines for v in l["steps"]["dus-h/s_hat/a"]]
+    assert len(set(s_a)) > 5 and lines[-1]["plugins"]["dus-h/rho/a"] > 1 > lines[-1]["plugins"]["dus-h/rho/b"]
 
 
 def test_logged_s_hat_matches_the_recursion(tmp_path):
@@ -252,7 +252,7 @@ def test_logged_s_hat_matches_the_recursion(tmp_path):
             self.s = []
 
         def after_forward(self, t, batch, out):
-            y = batch["y"]
+            y = batch.y
             self.s.append(torch.stack([torch.softmax(out.logits[m].detach(), -1)
                                        .gather(1, y[: out.logits[m].shape[0], None]).mean() for m in ("a", "b")]))
 
@@ -262,14 +262,14 @@ def test_logged_s_hat_matches_the_recursion(tmp_path):
     s = torch.stack(sc.s)
     expected = torch.cumsum(s, 0) / torch.arange(1, len(s) + 1)[:, None]
     line = load_metrics(tmp_path / "r")[0]
-    assert line["steps"]["dus/s_hat/a"] == pytest.approx(expected[:, 0].tolist(), abs=1e-6)
-    assert line["steps"]["dus/s_hat/b"] == pytest.approx(expected[:, 1].tolist(), abs=1e-6)
+    assert line["steps"]["dus-h/s_hat/a"] == pytest.approx(expected[:, 0].tolist(), abs=1e-6)
+    assert line["steps"]["dus-h/s_hat/b"] == pytest.approx(expected[:, 1].tolist(), abs=1e-6)
 
 
 def test_update_every_keeps_sizes_between_decisions(tmp_path):
     cfg = make_cfg("method=dus-h", "method_args.dus-h.update_every=4", "train.epochs=1", out=tmp_path / "r")
     Trainer(cfg).fit()
-    n = load_metrics(tmp_path / "r")[0]["steps"]["dus/n/a"][:-1]  # the last step is scaled to the budget
+    n = load_metrics(tmp_path / "r")[0]["steps"]["dus-h/n/a"][:-1]  # the last step is scaled to the budget
     for k in range(0, len(n), 4):
         assert len(set(n[k:k + 4])) == 1
 
@@ -281,8 +281,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, method):
         over += ["method_args.dus-rl.policy_update_every=3", "method_args.dus-rl.reward_scores=window"]
     a = assert_resume_is_exact(tmp_path, over, crash_at=2)
     if method == "dus-rl":
-        assert a[-1]["plugins"]["dus/policy_updates"] >= 2  # the policy really trained across the cut
-        assert len(set(a[-1]["steps"]["dus/n/a"])) > 1
+        assert a[-1]["plugins"]["dus-rl/policy_updates"] >= 2  # the policy really trained across the cut
+        assert len(set(a[-1]["steps"]["dus-rl/n/a"])) > 1
 
 
 def test_dus_rl_policy_acts_after_warmup(tmp_path):
@@ -294,9 +294,9 @@ def test_dus_rl_policy_acts_after_warmup(tmp_path):
     after = tr.plugins[0].rl.policy.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)
     lines = load_metrics(tmp_path / "r")
-    assert "dus/reward" not in lines[0]["plugins"] and "dus/reward" in lines[2]["plugins"]
+    assert "dus-rl/reward" not in lines[0]["plugins"] and "dus-rl/reward" in lines[2]["plugins"]
     for l in lines:  # budget preserved under the policy too
-        assert sum(l["steps"]["dus/n/a"]) + sum(l["steps"]["dus/n/b"]) == 2 * 420
+        assert sum(l["steps"]["dus-rl/n/a"]) + sum(l["steps"]["dus-rl/n/b"]) == 2 * 420
 
 
 # ----------------------------------------------------------------------------- stacking
@@ -329,27 +329,27 @@ def test_dus_stacks_on_host_methods(tmp_path, host):
     except IncompatiblePluginsError as e:  # a refusal must be explicit and name DUS
         assert "dus" in str(e)
         return
-    s = Trainer(cfg, plugins=build_plugins(cfg) + ([insp] if not any(p.overrides_step for p in plugins) else [])).fit()
+    s = Trainer(cfg, plugins=build_plugins(cfg) + ([insp] if not any("training_step" in p.provides() for p in plugins) else [])).fit()
     assert 0 <= s["test"]["acc"] <= 1
     lines = load_metrics(tmp_path / "r")
-    assert len(lines[-1]["steps"]["dus/n/a"]) == lines[-1]["train"]["steps"]
+    assert len(lines[-1]["steps"]["dus-h/n/a"]) == lines[-1]["train"]["steps"]
 
 
 def test_step_replacing_host_still_feeds_the_scores(tmp_path):
     class OwnStep(Plugin):
         name = "own-step"
-        overrides_step = True
 
         def training_step(self, t, batch):
-            out = t.forward(batch["inputs"])
-            loss = sum(F.cross_entropy(z, batch["y"][: z.shape[0]]) for z in out.logits.values())
-            t.backward_and_step(loss, batch, out)
+            out = t.forward(batch.inputs)
+            loss = sum(F.cross_entropy(z, batch.labels(m)) for m, z in out.logits.items())
+            t.backward(loss, batch, out)
+            t.optimizer_step()
             return {"uni": loss.detach()}
 
     cfg = make_cfg("method=dus-h", "train.epochs=1", out=tmp_path / "r")
     Trainer(cfg, plugins=build_plugins(cfg) + [OwnStep()]).fit()
     line = load_metrics(tmp_path / "r")[0]
-    assert len(line["steps"]["dus/s_hat/a"]) == line["train"]["steps"] and len(set(line["steps"]["dus/n/b"])) > 1
+    assert len(line["steps"]["dus-h/s_hat/a"]) == line["train"]["steps"] and len(set(line["steps"]["dus-h/n/b"])) > 1
 
 
 # ----------------------------------------------------------------------------- report helpers
@@ -397,16 +397,16 @@ def test_independent_batches_give_each_modality_its_own_samples(tmp_path):
 
         def after_forward(self, trainer, batch, out):
             labels = trainer.splits.train.labels
-            n_pair = len(batch["index"])
+            n_pair = len(batch.index)
             for m in ("a", "b"):
-                idx = batch["index_mod"][m]
-                assert batch["inputs"][m].shape[0] == len(idx) == out.logits[m].shape[0]
-                assert torch.equal(idx[:n_pair], batch["index"])  # paired prefix first
-                assert torch.equal(batch["y_mod"][m], labels[idx.cpu()].to(batch["y_mod"][m].device))
-            assert out.fused.shape[0] == n_pair == min(batch["sizes"].values())
-            extra_a = set(batch["index_mod"]["a"][n_pair:].tolist())
-            extra_b = set(batch["index_mod"]["b"][n_pair:].tolist())
-            seen.append((batch["sizes"]["a"], batch["sizes"]["b"], len(extra_a & extra_b), extra_a | extra_b))
+                idx = batch.index_mod[m]
+                assert batch.inputs[m].shape[0] == len(idx) == out.logits[m].shape[0]
+                assert torch.equal(idx[:n_pair], batch.index)  # paired prefix first
+                assert torch.equal(batch.y_mod[m], labels[idx.cpu()].to(batch.y_mod[m].device))
+            assert out.fused.shape[0] == n_pair == min(batch.sizes.values())
+            extra_a = set(batch.index_mod["a"][n_pair:].tolist())
+            extra_b = set(batch.index_mod["b"][n_pair:].tolist())
+            seen.append((batch.sizes["a"], batch.sizes["b"], len(extra_a & extra_b), extra_a | extra_b))
 
     cfg = Config().override(["data.name=synthetic", "method=dus-h", "method_args.dus-h.pairing=independent",
                              "train.epochs=3", "train.batch_size=16", "log.tensorboard=false",
@@ -417,10 +417,37 @@ def test_independent_batches_give_each_modality_its_own_samples(tmp_path):
     assert all(overlap == 0 for _, _, overlap, _ in seen)  # extra samples are distinct between modalities
 
 
-def test_independent_pairing_refuses_methods_that_read_rows_with_paired_labels():
-    from mmbalance import Config, Trainer
-    from mmbalance.engine.plugin import IncompatiblePluginsError
+@pytest.mark.parametrize("host", ["pmr", "mla", "gblending", "smv", "reconboost"])
+def test_independent_pairing_is_correct_by_construction(host):
+    """The batch owns label alignment, so methods that read per-modality rows (the ones DUS once refused with
+    pairing=independent) now take each modality's own labels; a method that needs paired batches is refused
+    by the generic rule, naming DUS."""
+    from mmbalance import Config, Plugin, Trainer
+    from mmbalance.engine import IncompatiblePluginsError
+    from mmbalance.methods import build_plugins
 
-    cfg = Config().override(["data.name=synthetic", "method=pmr+dus-h", "method_args.dus-h.pairing=independent"])
-    with pytest.raises(IncompatiblePluginsError, match="pairing='independent'.*'pmr'"):
-        Trainer(cfg)
+    checked = []
+
+    class OwnLabels(Plugin):
+        name = "own-labels"
+        priority = 95
+
+        def after_forward(self, trainer, batch, out):
+            labels = trainer.splits.train.labels.to(batch.y.device)
+            for m in ("a", "b"):
+                assert torch.equal(batch.labels(m), labels[batch.indices(m)])
+                assert batch.labels(m).shape[0] == out.logits[m].shape[0]
+            checked.append(batch.kind)
+
+    cfg = Config().override(["data.name=synthetic", "data.options.n=200", f"method={host}+dus-h",
+                             "method_args.dus-h.pairing=independent", "train.epochs=2", "log.tensorboard=false",
+                             "train.progress=false", "eval.probe=false"])
+    try:
+        tr = Trainer(cfg, plugins=build_plugins(cfg) + [OwnLabels()])
+    except IncompatiblePluginsError as e:
+        assert host == "reconboost" and "needs strictly paired batches" in str(e) and "dus-h" in str(e)
+        return
+    s = tr.fit()
+    assert 0 <= s["test"]["acc"] <= 1
+    if host not in ("mla",):  # a step strategy fires no after_forward
+        assert "independent" in checked

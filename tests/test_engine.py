@@ -6,7 +6,7 @@ import torch
 
 from mmbalance import Plugin, Trainer
 from mmbalance.engine import NonFiniteLossError
-from mmbalance.engine.plugin import IncompatiblePluginsError, check_plugins
+from mmbalance.engine import IncompatiblePluginsError, check_plugins
 from mmbalance.engine.samplers import EpochBatchSampler, FixedBatcher, RandomOrder
 from mmbalance.methods import build_plugins
 
@@ -48,7 +48,7 @@ class Recorder(Plugin):
     def on_epoch_end(self, t, epoch, record):
         self._rec(f"on_epoch_end:{epoch}")
         assert "val" in record and "test" in record
-        t.log("recorder/steps", self.counter)
+        self.log("steps", self.counter)
 
     def on_fit_end(self, t):
         self._rec("on_fit_end")
@@ -147,7 +147,8 @@ def test_best_checkpoint_selected_on_validation(tmp_path):
 
 def test_incompatible_plugins_fail_at_start():
     class Step(Plugin):
-        overrides_step = True
+        def training_step(self, trainer, batch):  # a step strategy
+            return {}
 
     a, b = Step(), Step()
     a.name, b.name = "x", "y"
@@ -160,7 +161,9 @@ def test_incompatible_plugins_fail_at_start():
 
     class Sizes(Plugin):
         name = "sizes"
-        replaces = "batcher"
+
+        def batcher(self, trainer, epoch):  # decides the batch sizes
+            return None
 
     with pytest.raises(IncompatiblePluginsError, match="'paired' needs strictly paired batches"):
         check_plugins([Paired(), Sizes()])
@@ -269,7 +272,7 @@ def test_determinism_switches_do_not_leak_between_trainers():
 
 def test_resident_data_only_when_it_fits():
     from mmbalance.data import MultimodalDataset
-    from mmbalance.engine.trainer import resident_fits, tensor_bytes
+    from mmbalance.engine.residency import resident_fits, tensor_bytes
 
     ok, _ = resident_fits(7 * 2**30, 10 * 2**30)  # 7 GiB of data, 10 GiB free: exactly the 70 % allowed
     assert ok

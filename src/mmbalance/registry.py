@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Dict, Iterator
+import fnmatch
+from typing import Any, Callable, Dict, Iterator, Optional
 
 
 class UnknownNameError(KeyError):
@@ -20,22 +21,37 @@ def suggest(name: str, options) -> str:
 class Registry:
     """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, names_classes: bool = False):
         self.kind = kind
+        self._discovered = False
+        #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
+        self.names_classes = names_classes
         self._items: Dict[str, Callable[..., Any]] = {}
         self._docs: Dict[str, str] = {}
 
-    def register(self, name: str, doc: str | None = None):
+    def register(self, name: str, doc: Optional[str] = None):
         def deco(fn):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
+            if self.names_classes:
+                fn.name = name
             self._items[name] = fn
             self._docs[name] = (doc or (fn.__doc__ or "")).strip().splitlines()[0] if (doc or fn.__doc__) else ""
             return fn
 
         return deco
 
+    def _discover(self) -> None:
+        """Load installed extensions' entry points (once): a name they register becomes known."""
+        if not self._discovered:
+            self._discovered = True
+            from .extensions import load_entry_points
+
+            load_entry_points()
+
     def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            self._discover()
         if name not in self._items:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{suggest(name, self._items)} "
@@ -44,19 +60,24 @@ class Registry:
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._items:
+            self._discover()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._discover()
         return iter(sorted(self._items))
 
-    def names(self) -> list[str]:
-        return sorted(self._items)
+    def names(self, pattern: str = "*") -> list[str]:
+        """Registered names matching a shell-style ``pattern`` (``"dus-*"``), sorted."""
+        self._discover()
+        return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
 
     def doc(self, name: str) -> str:
         return self._docs.get(name, "")
 
 
-METHODS = Registry("method")
+METHODS = Registry("method", names_classes=True)
 DATASETS = Registry("dataset")
 ENCODERS = Registry("encoder")
 FUSIONS = Registry("fusion")

@@ -10,7 +10,8 @@ A *source* is any map-style dataset with:
   * optionally ``set_train(flag)`` to switch between training and evaluation transforms.
 
 Batches are assembled by :class:`BatchDataset` from an :class:`IndexBatch` (a list of indices with
-optional per-modality sizes), so a modality asked for fewer samples really loads and encodes fewer.
+optional per-modality sizes) into a :class:`~mmbalance.data.batch.Batch`, so a modality asked for fewer
+samples really loads and encodes fewer.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .batch import Batch
 
 
 class DataError(ValueError):
@@ -175,11 +178,8 @@ def sample_shape(source, modality: str) -> tuple:
 
 
 class BatchDataset(Dataset):
-    """Wraps a source so that a DataLoader fetches a whole :class:`IndexBatch` at once (``__getitems__``).
-
-    Returns ``{"inputs": {m: Tensor[n_m, ...]}, "y": LongTensor[n], "index": LongTensor[n], "sizes": {m: n_m}}``
-    where ``n = len(indices)`` and modality ``m`` holds the first ``n_m`` samples.
-    """
+    """Wraps a source so that a DataLoader fetches a whole :class:`IndexBatch` at once (``__getitems__``)
+    and returns a :class:`~mmbalance.data.batch.Batch` in which modality ``m`` holds its ``sizes[m]`` rows."""
 
     def __init__(self, source, modalities: Optional[Sequence[str]] = None):
         self.source = source
@@ -191,21 +191,33 @@ class BatchDataset(Dataset):
     def __getitem__(self, i):  # pragma: no cover - DataLoader always uses __getitems__ with a batch_sampler
         return self.__getitems__(IndexBatch([i]))
 
-    def __getitems__(self, batch):
+    def __getitems__(self, batch) -> Batch:
         dev = getattr(self.source.labels, "device", None)
         idx = torch.as_tensor(list(batch), dtype=torch.long, device=dev)
-        if getattr(batch, "per_modality", None):
-            return self._independent(batch, idx, dev)
-        sizes = getattr(batch, "sizes", None) or {}
-        inputs = {}
-        for m in self.modalities:
-            n_m = int(sizes.get(m, len(idx)))
-            if n_m > len(idx):
-                raise DataError(f"batch plan asks modality {m!r} for {n_m} samples but the batch has {len(idx)}")
-            inputs[m] = self._load(idx[:n_m], m)
         y = self.source.labels.index_select(0, idx)
-        out = {"inputs": inputs, "y": y, "index": idx, "sizes": {m: int(sizes.get(m, len(idx))) for m in self.modalities}}
-        return self._with_global_sizes(batch, out)
+        per_modality = getattr(batch, "per_modality", None)
+        if per_modality:  # independent: each modality loads its own index list
+            subs = {m: torch.as_tensor(per_modality.get(m, list(batch)), dtype=torch.long, device=dev)
+                    for m in self.modalities}
+            out = Batch({m: self._load(sub, m) for m, sub in subs.items()}, y, idx,
+                        {m: len(sub) for m, sub in subs.items()},
+                        y_mod={m: self.source.labels.index_select(0, sub) for m, sub in subs.items()},
+                        index_mod=subs)
+        else:
+            sizes = getattr(batch, "sizes", None) or {}
+            inputs = {}
+            for m in self.modalities:
+                n_m = int(sizes.get(m, len(idx)))
+                if n_m > len(idx):
+                    raise DataError(f"batch plan asks modality {m!r} for {n_m} samples but the batch has {len(idx)}")
+                inputs[m] = self._load(idx[:n_m], m)
+            out = Batch(inputs, y, idx, {m: int(sizes.get(m, len(idx))) for m in self.modalities})
+        global_n = getattr(batch, "global_n", None)
+        if global_n is not None:  # a DDP shard: sizes of the whole global batch
+            gs = getattr(batch, "global_sizes", None) or {}
+            out.global_sizes = {m: int(gs.get(m, global_n)) for m in self.modalities}
+            out.global_n_pair = int(getattr(batch, "global_n_pair", min(out.global_sizes.values())))
+        return out
 
     def _load(self, sub: torch.Tensor, m: str):
         if hasattr(self.source, "get_batch"):
@@ -213,26 +225,6 @@ class BatchDataset(Dataset):
         if hasattr(self.source, "load"):
             return torch.stack([self.source.load(int(i), m) for i in sub]) if len(sub) else None
         return torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if len(sub) else None
-
-    def _independent(self, batch, idx, dev):
-        inputs, y_mod, index_mod = {}, {}, {}
-        for m in self.modalities:
-            sub = torch.as_tensor(batch.per_modality.get(m, list(batch)), dtype=torch.long, device=dev)
-            inputs[m] = self._load(sub, m)
-            y_mod[m] = self.source.labels.index_select(0, sub)
-            index_mod[m] = sub
-        out = {"inputs": inputs, "y": self.source.labels.index_select(0, idx), "index": idx,
-               "sizes": {m: len(batch.per_modality.get(m, batch)) for m in self.modalities}, "y_mod": y_mod,
-               "index_mod": index_mod}
-        return self._with_global_sizes(batch, out)
-
-    def _with_global_sizes(self, batch, out):
-        global_n = getattr(batch, "global_n", None)
-        if global_n is not None:  # a DDP shard: sizes of the whole global batch
-            gs = getattr(batch, "global_sizes", None) or {}
-            out["global_sizes"] = {m: int(gs.get(m, global_n)) for m in self.modalities}
-            out["global_n_pair"] = int(getattr(batch, "global_n_pair", min(out["global_sizes"].values())))
-        return out
 
 
 def passthrough_collate(batch):

@@ -19,32 +19,29 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Dict, FrozenSet, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
+from ..functional.common import coalitions, shapley_weight
 from ..registry import METHODS
-from .ogm_ge import (EpochMeans, PARAM_SETS, check_window, in_window, option_error,
-                     select_params)
+from .common import PARAM_SETS, check_window, encoder_modalities, in_window, select_params
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 PADS = ("zero_input", "zero_feature", "mean_feature")
 MODES = ("output", "encoder")
 
 
 # =============================================================================== the math
-def shapley_weight(size: int, m: int) -> float:
-    """``|S|! (M - |S| - 1)! / M!`` for a coalition S (not containing the modality) of ``size``."""
-    return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
-
-
-def coalitions(mods: List[str]):
-    for r in range(len(mods) + 1):
-        for c in itertools.combinations(mods, r):
-            yield frozenset(c)
-
-
 def contributions(values: Dict[FrozenSet[str], torch.Tensor], mods: List[str]) -> Dict[str, torch.Tensor]:
     """Shapley value of each modality plus an equal share of the empty coalition, ``phi_m + v(empty)/M``,
     so that the contributions sum to ``v(all)`` [CODE for M = 2: ``0.5 * (T - P_a + P_v)``; RECON beyond]."""
@@ -127,67 +124,48 @@ class AGM(Plugin):
     padded passes also carry gradient. ``mode="encoder"`` [BB] keeps the plain fused loss and multiplies
     the encoder-m gradients (tensors with >= 2 dims) by ``k_m`` after backward.
 
-    Args:
-        alpha: modulation strength. Default 0.1 [BB ``trainer_config.yaml``]. The official README and issue
-            #10 use much larger values with long schedules: 2.5 AV-MNIST, 4.0 UR-Funny, 1.5 CREMA-D.
-        modulation_starts / modulation_ends: epochs (0-based, inclusive) in which the coefficients are
-            applied; scores and the running mean are updated every step regardless [CODE]. Defaults 0 / null
-            (the whole run: maintainers in AGM issue #10); BB uses 0-80.
-        pad: how an absent modality is filled: ``zero_input`` (its encoder applied, in eval mode and
-            without gradient, to an all-zero input -- the release zeroes the input) [CODE], ``zero_feature``
-            or ``mean_feature`` (batch mean of its paired features) [spec "zeroed or mean-filled"]. Default
-            ``zero_input``. The release runs the padded passes of the whole network in eval mode; here the
-            present modalities keep the training-mode features of the main pass (differs only with
-            BatchNorm/dropout).
-        clip: upper bound on ``eta - r`` inside the exponential. Default 10 [CODE CREMA-D; BB uses 7; the
-            MOSEI script has none]; null disables.
-        grad_clip: the release's safeguard: if any fused-head weight gradient leaves
-            ``[-grad_clip, grad_clip]``, clip the global gradient norm of the model to ``grad_clip``.
-            Default 1.0 [CODE CREMA-D; BB uses 5.0]; null disables.
-        mode: ``output`` [CODE] or ``encoder`` [BB], see above. Default ``output``.
-        params: with ``mode=encoder``, which encoder tensors are scaled (``weights``/``conv``/``all``, see
-            ``ogm-ge``). Default ``weights`` [BB].
-
     Logged per modality: ``agm/<m>/score``, ``agm/<m>/ratio``, ``agm/<m>/target``, ``agm/<m>/coeff`` (epoch
     means) and the per-step series ``agm/<m>/coeff``; ``agm/clipped`` (fraction of steps clipped).
     State (checkpointed): the running-mean scores and the step counter.
     """
 
-    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+    @dataclass
+    class Options:
+        alpha: float = option(0.1, "modulation strength; the official README and issue #10 use 2.5 AV-MNIST, "
+                              "4.0 UR-Funny, 1.5 CREMA-D with long schedules", "[BB trainer_config.yaml]", ge=0)
+        modulation_starts: int = option(0, "first epoch (0-based) in which the coefficients are applied; scores "
+                                        "and the running mean are updated every step regardless", "[CODE]", ge=0)
+        modulation_ends: Optional[int] = option(None, "last epoch (inclusive) with modulation; null = the whole run "
+                                                "(maintainers in AGM issue #10; BB uses 0-80)", "[CODE]", ge=0)
+        pad: str = option("zero_input", "how an absent modality is filled: zero_input (its encoder on an all-zero "
+                          "input, eval mode, no gradient) [CODE], zero_feature or mean_feature [spec]", "[CODE]",
+                          choices=PADS)
+        clip: Optional[float] = option(10.0, "upper bound on eta - r inside the exponential; null disables "
+                                       "(BB: 7; the MOSEI script: none)", "[CODE CREMA-D]", gt=0)
+        grad_clip: Optional[float] = option(1.0, "the release's safeguard: if a fused-head weight gradient leaves "
+                                            "[-grad_clip, grad_clip], clip the gradient norm of the encoders and "
+                                            "the fused head to grad_clip; null disables (BB: 5.0)",
+                                            "[CODE CREMA-D]", gt=0)
+        mode: str = option("output", "output: scale the gradient reaching each contribution [CODE]; encoder: "
+                           "scale encoder gradients after backward [BB]", "[CODE]", choices=MODES)
+        params: str = option("weights", "with mode=encoder, which encoder tensors are scaled (weights/conv/all)",
+                             "[BB]", choices=PARAM_SETS)
 
-    def __init__(self, alpha: float = 0.1, modulation_starts: int = 0, modulation_ends: Optional[int] = None,
-                 pad: str = "zero_input", clip: Optional[float] = 10.0, grad_clip: Optional[float] = 1.0,
-                 mode: str = "output", params: str = "weights"):
-        n = "agm"
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha < 0:
-            raise option_error(n, "alpha", "a number >= 0", alpha)
-        check_window(n, modulation_starts, modulation_ends)
-        if pad not in PADS:
-            raise option_error(n, "pad", f"one of {', '.join(PADS)}", pad)
-        for arg, v in (("clip", clip), ("grad_clip", grad_clip)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
-                raise option_error(n, arg, "null or a number > 0", v)
-        if mode not in MODES:
-            raise option_error(n, "mode", f"one of {', '.join(MODES)}", mode)
-        if params not in PARAM_SETS:
-            raise option_error(n, "params", f"one of {', '.join(PARAM_SETS)}", params)
-        self.alpha = float(alpha)
-        self.modulation_starts = modulation_starts
-        self.modulation_ends = modulation_ends
-        self.pad = pad
-        self.clip = None if clip is None else float(clip)
-        self.grad_clip = None if grad_clip is None else float(grad_clip)
-        self.mode = mode
-        self.params = params
+    needs_default_step = True  # shapes the default step's fused loss
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         # state
         self.running: Optional[torch.Tensor] = None
         self.t = 0
-        self._means = EpochMeans()
         self._coeff: Optional[torch.Tensor] = None
 
-    def on_fit_start(self, trainer) -> None:
-        mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]
-        if len(mods) < 2 or trainer.model.fusion is None:
+    def validate(self) -> None:
+        check_window(self)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        mods = encoder_modalities(trainer, self)
+        if trainer.model.fusion is None:
             raise ValueError(f"agm needs a fused head over at least two modalities, got {mods}")
         if trainer.fused_loss_weight <= 0:
             raise ValueError("agm modulates the fused cross-entropy, but train.fused_loss_weight is 0")
@@ -197,6 +175,9 @@ class AGM(Plugin):
         self.running = self.running.to(trainer.device)
         self._params = {m: select_params(trainer.model.encoders[m], self.params) for m in mods}
         self._fusion_weights = [p for p in trainer.model.fusion.parameters() if p.dim() >= 2]
+        # the official model is encoders + fused head: the monitor heads are not part of the clipped norm
+        self._clipped = [p for m in mods for p in trainer.model.encoders[m].parameters()] + list(
+            trainer.model.fusion.parameters())
 
     # ------------------------------------------------------------------ coalition values
     def _fills(self, trainer, batch, feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -209,8 +190,8 @@ class AGM(Plugin):
                 fills[m] = f.detach().mean(0, keepdim=True).expand_as(f)
             else:  # the encoder's response to an all-zero input is the same for every sample: one row
                 enc = trainer.model.encoders[m]
-                x0 = torch.zeros((1,) + tuple(batch["inputs"][m].shape[1:]), device=f.device,
-                                 dtype=batch["inputs"][m].dtype)
+                x0 = torch.zeros((1,) + tuple(batch.inputs[m].shape[1:]), device=f.device,
+                                 dtype=batch.inputs[m].dtype)
                 was = enc.training
                 enc.eval()
                 with torch.no_grad(), trainer.autocast():
@@ -235,10 +216,10 @@ class AGM(Plugin):
         return vals
 
     # ------------------------------------------------------------------ events
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if out.fused is None or out.n_pair == 0:
             return
-        y = batch["y"][: out.n_pair]
+        y = batch.paired_labels()
         active = in_window(trainer.epoch, self.modulation_starts, self.modulation_ends)
         grad_mode = active and self.mode == "output"
         contrib = contributions(self.values(trainer, batch, out, grad=grad_mode), self._mods)
@@ -252,12 +233,12 @@ class AGM(Plugin):
             fused = sum(scale_grad(contrib[m], coeff[i]) for i, m in enumerate(self._mods))
             losses["fused"] = trainer.fused_loss_weight * F.cross_entropy(fused.float(), y)
         for i, m in enumerate(self._mods):
-            trainer.log_step(f"agm/{m}/coeff", coeff[i])
+            self.log_step(f"{m}/coeff", coeff[i])
             for key, v in (("score", scores[i]), ("ratio", ratio[i]), ("target", target[i]), ("coeff", coeff[i])):
-                self._means.add(f"agm/{m}/{key}", v)
+                self.log_mean(f"{m}/{key}", v)
 
     @torch.no_grad()
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if self._coeff is None:
             return
         if self.mode == "encoder":
@@ -270,10 +251,11 @@ class AGM(Plugin):
         self._coeff = None
 
     def _conditional_clip(self, trainer) -> None:
-        """Clip the model's gradient norm to ``grad_clip`` only when a fused-head weight gradient leaves
-        ``[-grad_clip, grad_clip]`` [CODE]; computed on the device (no host synchronisation)."""
+        """Clip the gradient norm of the encoders and the fused head to ``grad_clip`` only when a fused-head
+        weight gradient leaves ``[-grad_clip, grad_clip]`` [CODE: ``clip_grad_norm_(model.parameters())`` on a
+        model of encoders + fused head; our monitor heads are outside it]. On the device (no host sync)."""
         head = [p.grad for p in self._fusion_weights if p.grad is not None]
-        grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+        grads = [p.grad for p in self._clipped if p.grad is not None]
         if not head or not grads:
             return
         trigger = torch.stack([g.abs().max() for g in head]).max() > self.grad_clip
@@ -281,13 +263,10 @@ class AGM(Plugin):
         scale = torch.where(trigger, (self.grad_clip / (total + 1e-6)).clamp_max(1.0), torch.ones_like(total))
         for g in grads:
             g.mul_(scale.to(g.dtype))
-        self._means.add("agm/clipped", trigger.float())
-
-    def on_epoch_end(self, trainer, epoch, record) -> None:
-        self._means.flush(trainer)
+        self.log_mean("clipped", trigger.float())
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"t": self.t, "running": None if self.running is None else self.running.detach().cpu().clone()}
 
     def load_state_dict(self, state):
@@ -296,5 +275,5 @@ class AGM(Plugin):
         self.running = None if r is None else r.detach().clone()
 
 
-__all__ = ["AGM", "contributions", "agm_coefficients", "discrepancy", "update_running", "shapley_weight",
-           "contribution_scores", "scale_grad"]
+__all__ = ["AGM", "contributions", "agm_coefficients", "discrepancy", "update_running", "contribution_scores",
+           "scale_grad"]

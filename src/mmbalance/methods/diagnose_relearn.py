@@ -18,16 +18,22 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..diagnostics.purity import BACKENDS, clustering_purity, resolve_backend
+from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+
 
 EMBEDDINGS_FILE = "diagnose_relearn_embeddings.npz"
 
@@ -92,80 +98,45 @@ class DiagnoseRelearn(Plugin):
     The validation split V is the run's own ``val`` split (``data.val_fraction``), which is also the
     split the best checkpoint is selected on. Training uses the fused cross-entropy only (as ``joint``).
 
-    Args:
-        lambda_: slope ``lambda`` in ``alpha_k = tanh(lambda * g_k)``; larger = stronger re-initialisation
-            for the same purity gap. Default 3.0 [CODE ``--move_lambda 3``; BalanceBenchmark].
-        reinit_every: ``H``, epochs between diagnoses. Default 20 [CODE ``--reinit_epoch 20``;
-            BalanceBenchmark uses 15].
-        max_reinit: cap on the number of re-initialisations (0: diagnose never re-initialises).
-            Default 3 [CODE ``--reinit_num 3``; BalanceBenchmark 2].
-        n_init: k-means restarts (best inertia kept). Default 10 [RECON: scikit-learn's default before
-            1.4, which the release relied on implicitly; 1.4+ defaults to a single run].
-        kmeans_seed: k-means seed (``random_state``). Default 0 [CODE].
-        kmeans_max_iter: Lloyd iterations per restart. Default 300 [CODE: scikit-learn default].
-        scale: min-max scale every feature dimension to [-1, 1] before k-means, fitted separately on
-            each set and modality. Default True [CODE ``MinMaxScaler(feature_range=(-1, 1))``].
-        kmeans_backend: ``"auto"`` (torch k-means on the training device if it is CUDA, scikit-learn on
-            CPU), ``"torch"`` or ``"sklearn"`` [RECON; the release uses scikit-learn].
-        reset_optimizer_state: also drop the optimizer state (momentum / Adam moments) of every
-            re-initialised tensor. Default False [CODE: the release keeps momentum].
-        monitor_every: also diagnose (without re-initialising) after every epoch ``e`` with
-            ``e % monitor_every == 0``, to log the purity-gap curve of the paper's Fig. 3; 0 = only at
-            re-initialisation epochs. Default 0 [RECON]. Diagnosis never touches the global RNG, so
-            monitoring does not change training.
-        embedding_samples: how many validation samples (fixed, seeded subset) to store before and after
-            each re-initialisation and at the end of training in ``<run>/diagnose_relearn_embeddings.npz``
-            for the embedding plot; 0 disables. Only written when the run has an output folder.
-            Default 500 [RECON].
-        fixed_alpha: ablation only: re-initialise every modality with this strength instead of its
-            diagnosed ``alpha`` (the diagnosis still runs and is logged; ``dr/<m>/alpha`` then shows the
-            applied value). ``None`` (default) = the method.
-
     Logged at each diagnosis (``metrics.jsonl`` ``plugins`` and TensorBoard), per modality ``m``:
-    ``dr/<m>/purity_train``, ``dr/<m>/purity_val``, ``dr/<m>/gap``, ``dr/<m>/alpha`` (the strength
-    applied, or that would be applied on a monitoring-only epoch); plus ``dr/reinit`` (1 if the encoders
-    were re-initialised this epoch), ``dr/n_reinit`` and ``dr/diagnose_time_s``.
+    ``diagnose-relearn/<m>/purity_train``, ``diagnose-relearn/<m>/purity_val``, ``diagnose-relearn/<m>/gap``,
+    ``diagnose-relearn/<m>/alpha`` (the strength
+    applied, or that would be applied on a monitoring-only epoch); plus ``diagnose-relearn/reinit`` (1 if the encoders
+    were re-initialised this epoch), ``diagnose-relearn/n_reinit`` and ``diagnose-relearn/diagnose_time_s``.
     """
+
+    @dataclass
+    class Options:
+        lambda_: float = option(3.0, "slope lambda in alpha_k = tanh(lambda * g_k): larger = stronger "
+                                "re-initialisation for the same purity gap", "[CODE --move_lambda 3; BB]", ge=0)
+        reinit_every: int = option(20, "H, epochs between diagnoses (BalanceBenchmark: 15)",
+                                   "[CODE --reinit_epoch 20]", ge=1)
+        max_reinit: int = option(3, "cap on re-initialisations (0: diagnose never re-initialises; BB: 2)",
+                                 "[CODE --reinit_num 3]", ge=0)
+        n_init: int = option(10, "k-means restarts (best inertia kept): scikit-learn's default before 1.4, which "
+                             "the release relied on", "[RECON]", ge=1)
+        kmeans_seed: int = option(0, "k-means seed (random_state)", "[CODE]")
+        kmeans_max_iter: int = option(300, "Lloyd iterations per restart", "[CODE: scikit-learn default]", ge=1)
+        scale: bool = option(True, "min-max scale every feature dimension to [-1, 1] before k-means, fitted per set "
+                             "and modality", "[CODE MinMaxScaler(feature_range=(-1, 1))]")
+        kmeans_backend: str = option("auto", "auto (torch k-means on a CUDA device, scikit-learn on CPU), torch or "
+                                     "sklearn (the release)", "[RECON]", choices=BACKENDS)
+        reset_optimizer_state: bool = option(False, "also drop the optimizer state (momentum, Adam moments) of "
+                                             "re-initialised tensors (the release keeps momentum)", "[CODE]")
+        monitor_every: int = option(0, "also diagnose without re-initialising after every epoch e with "
+                                    "e % monitor_every == 0 (the purity-gap curve of the paper's Fig. 3); 0 = only "
+                                    "at re-initialisation epochs. Diagnosis never touches the run's RNG", "[RECON]",
+                                    ge=0)
+        embedding_samples: int = option(500, "validation samples (fixed, seeded subset) stored before/after each "
+                                        "re-initialisation and at the end for the embedding plot; 0 disables",
+                                        "[RECON]", ge=0)
+        fixed_alpha: Optional[float] = option(None, "ablation only: re-initialise every modality with this strength "
+                                              "instead of its diagnosed alpha", "[RECON]", ge=0, le=1)
 
     priority = 80  # at epoch end, after plug-ins that read the trained weights
 
-    def __init__(self, lambda_: float = 3.0, reinit_every: int = 20, max_reinit: int = 3, n_init: int = 10,
-                 kmeans_seed: int = 0, kmeans_max_iter: int = 300, scale: bool = True,
-                 kmeans_backend: str = "auto", reset_optimizer_state: bool = False, monitor_every: int = 0,
-                 embedding_samples: int = 500, fixed_alpha: Optional[float] = None):
-        opt = "method_args.diagnose-relearn."
-
-        def need(ok: bool, arg: str, what: str, got):
-            if not ok:
-                raise ValueError(f"diagnose-relearn: {opt}{arg} must be {what}, got {got!r}")
-
-        need(isinstance(lambda_, (int, float)) and lambda_ >= 0 and math.isfinite(lambda_), "lambda_",
-             "a number >= 0", lambda_)
-        for arg, v, lo in (("reinit_every", reinit_every, 1), ("max_reinit", max_reinit, 0), ("n_init", n_init, 1),
-                           ("kmeans_max_iter", kmeans_max_iter, 1), ("monitor_every", monitor_every, 0),
-                           ("embedding_samples", embedding_samples, 0)):
-            need(isinstance(v, int) and not isinstance(v, bool) and v >= lo, arg, f"an integer >= {lo}", v)
-        need(isinstance(kmeans_seed, int) and not isinstance(kmeans_seed, bool), "kmeans_seed", "an integer",
-             kmeans_seed)
-        need(kmeans_backend in BACKENDS, "kmeans_backend", f"one of {', '.join(BACKENDS)}", kmeans_backend)
-        need(isinstance(scale, bool), "scale", "true or false", scale)
-        need(fixed_alpha is None or (isinstance(fixed_alpha, (int, float)) and not isinstance(fixed_alpha, bool)
-                                     and 0 <= fixed_alpha <= 1), "fixed_alpha", "null or a number in [0, 1]",
-             fixed_alpha)
-        need(isinstance(reset_optimizer_state, bool), "reset_optimizer_state", "true or false",
-             reset_optimizer_state)
-        self.lambda_ = float(lambda_)
-        self.reinit_every = reinit_every
-        self.max_reinit = max_reinit
-        self.n_init = n_init
-        self.kmeans_seed = kmeans_seed
-        self.kmeans_max_iter = kmeans_max_iter
-        self.scale = scale
-        self.kmeans_backend = kmeans_backend
-        self.reset_optimizer_state = reset_optimizer_state
-        self.monitor_every = monitor_every
-        self.embedding_samples = embedding_samples
-        self.fixed_alpha = None if fixed_alpha is None else float(fixed_alpha)
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         # state (saved in checkpoints)
         self.n_reinit = 0
         self.init_params: Optional[Dict[str, Dict[str, torch.Tensor]]] = None
@@ -181,7 +152,7 @@ class DiagnoseRelearn(Plugin):
         return self.monitor_every > 0 and epoch % self.monitor_every == 0
 
     # ------------------------------------------------------------------ events
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         mods = self._modalities(trainer)
         if self.init_params is None:
             self.init_params = {m: encoder_init_params(trainer.initial_state, trainer.model.encoders[m], m)
@@ -212,9 +183,9 @@ class DiagnoseRelearn(Plugin):
         if not (reinit or self.monitor_due(epoch)):
             return
         t0 = time.time()
-        # Feature extraction creates DataLoader iterators, which draw from the global RNG; fork it so
+        # Feature extraction creates DataLoader iterators, which draw from the global RNG: a side pass, so
         # that diagnosing leaves the training trajectory exactly as it would be without it.
-        with torch.random.fork_rng(devices=_rng_devices(trainer.device)):
+        with trainer.side_pass(train=True):
             stats, val_feats = self.diagnose(trainer)
             if reinit:
                 self.relearn(trainer, {m: s["alpha"] for m, s in stats.items()})
@@ -227,15 +198,15 @@ class DiagnoseRelearn(Plugin):
         dt = time.time() - t0
         for m, s in stats.items():
             for key in ("purity_train", "purity_val", "gap", "alpha"):
-                trainer.log(f"dr/{m}/{key}", s[key])
-        trainer.log("dr/reinit", 1.0 if reinit else 0.0)
-        trainer.log("dr/n_reinit", float(self.n_reinit))
-        trainer.log("dr/diagnose_time_s", dt)
+                self.log(f"{m}/{key}", s[key])
+        self.log("reinit", 1.0 if reinit else 0.0)
+        self.log("n_reinit", float(self.n_reinit))
+        self.log("diagnose_time_s", dt)
         self.history.append({"epoch": epoch, "reinit": reinit, "modalities": stats})
 
-    def on_fit_end(self, trainer) -> None:
+    def on_fit_end(self, trainer: Trainer) -> None:
         if self._embedding_on(trainer) and self._embeddings:
-            with torch.random.fork_rng(devices=_rng_devices(trainer.device)):
+            with trainer.side_pass(train=True):
                 feats, _ = trainer.extract_features("val", modalities=self._modalities(trainer))
             self._snapshot(trainer, "final", trainer.epoch - 1, feats)
             self._write_embeddings(trainer)
@@ -305,13 +276,6 @@ class DiagnoseRelearn(Plugin):
         ip = state.get("init_params")
         self.init_params = None if ip is None else {m: {k: v.detach().cpu().clone() for k, v in d.items()}
                                                     for m, d in ip.items()}
-
-
-def _rng_devices(device: torch.device) -> list:
-    device = torch.device(device)
-    if device.type == "cuda":
-        return [device.index if device.index is not None else torch.cuda.current_device()]
-    return []
 
 
 def _snapshot_epoch(key: str) -> int:

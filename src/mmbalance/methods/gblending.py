@@ -21,7 +21,7 @@ exactly this (BalanceBenchmark: ``super_epoch = 10``).
 
 Held-out slice. The paper holds out part of the *training* data (MultiBench: the first 8 %). We hold out
 a seeded, class-stratified ``holdout_fraction`` of the train split: those samples are removed from the
-training order (``replaces="order"``) and used only to measure held-out losses. ``holdout="val"`` uses the
+training order (``epoch_order``) and used only to measure held-out losses. ``holdout="val"`` uses the
 validation split instead (BalanceBenchmark's choice, where "val" is often the test set) and warns: the
 validation split then steers both the loss weights and the model selection.
 """
@@ -30,14 +30,25 @@ from __future__ import annotations
 import copy
 import math
 import warnings
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, FrozenSet, Optional, Sequence, TYPE_CHECKING
 
 import torch
+from torch import nn
 import torch.nn.functional as F
 
-from ..engine.plugin import Plugin
+from ..engine.optim import build_optimizer
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import IndexListOrder
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.samplers import EpochOrder
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 FUSED = "fused"
 
@@ -86,73 +97,64 @@ def stratified_holdout(labels: torch.Tensor, fraction: float, seed: int) -> torc
     return torch.sort(torch.cat(picked)).values
 
 
-# =============================================================================== data helpers
+def _labels(batch, head: str) -> torch.Tensor:
+    """The labels of a head's rows: the paired rows for the fused head, the modality's own for the others."""
+    return batch.paired_labels() if head == FUSED else batch.labels(head)
+
+
 # =============================================================================== the plug-in
 @METHODS.register("gblending")
 class GBlending(Plugin):
     """G-Blending, online: per-head loss weights ``w_k ∝ ΔG_k / ΔO_k²`` re-estimated every super-epoch.
-
-    Args:
-        super_epoch: epochs between two weight estimations; the first is at epoch 0. Default 10
-            [CODE BalanceBenchmark ``super_epoch: 10``; MultiBench ``gb_epoch`` 20].
-        probe_epochs: epochs each head is trained on a throw-away copy to measure ``ΔG``/``ΔO``. Default
-            ``None`` = ``super_epoch`` [PAPER/CODE: the probe spans one super-epoch in both re-implementations].
-        holdout: ``"train"`` (hold out part of the training split, the paper's way [PAPER]) or ``"val"``
-            (the validation split; it then also drives model selection — a warning says so [CODE
-            BalanceBenchmark]).
-        holdout_fraction: share of the train split held out when ``holdout="train"`` (class-stratified,
-            seeded by ``train.seed``). Default 0.1 [RECON; MultiBench uses ``v_rate = 0.08``].
-        negative_gain: weight of a head whose held-out loss rose during the probe: ``"abs"`` = ``|ΔG|/ΔO²``
-            [CODE BalanceBenchmark + MultiBench] or ``"zero"`` [RECON: the paper's formula only covers gains].
-        eps: added to ``ΔO²`` so a head with no overfitting change gets a large but finite weight. Default 1e-12.
-        probe_lr: learning rate of the probe optimiser (same type and momentum / weight decay as
-            ``optim``); ``None`` = the main optimiser's current learning rate [CODE BalanceBenchmark reuses
-            a copy of the main optimiser].
 
     Logged per epoch: ``gblending/w/<head>`` (the weights in force) and, at estimation epochs,
     ``gblending/G/<head>`` and ``gblending/O/<head>`` (``ΔG`` and ``ΔO``).
     Cost: each estimation trains M + 1 probes for ``probe_epochs`` epochs (M unimodal, 1 fused).
     """
 
+    @dataclass
+    class Options:
+        super_epoch: int = option(10, "epochs between two weight estimations; the first is at epoch 0",
+                                  "[CODE BalanceBenchmark super_epoch: 10; MultiBench gb_epoch 20]", ge=1)
+        probe_epochs: Optional[int] = option(None, "epochs each head is trained on a throw-away copy to measure "
+                                             "dG/dO; null = super_epoch", "[PAPER/CODE]", ge=1)
+        holdout: str = option("train", "train: hold out part of the training split [PAPER]; val: the validation "
+                              "split, which then also drives model selection (a warning says so) [CODE BB]",
+                              "[PAPER]", choices=("train", "val"))
+        holdout_fraction: float = option(0.1, "share of the train split held out with holdout=train (stratified, "
+                                         "seeded by train.seed; MultiBench: 0.08)", "[RECON]", gt=0, lt=1)
+        negative_gain: str = option("abs", "weight of a head whose held-out loss rose: abs = |dG|/dO^2 [CODE BB + "
+                                    "MultiBench]; zero [RECON]", "[CODE]", choices=("abs", "zero"))
+        eps: float = option(1e-12, "added to dO^2 so a head without overfitting change gets a large, finite weight",
+                            "[RECON]", gt=0)
+        probe_lr: Optional[float] = option(None, "learning rate of the probe optimiser (same type as optim); "
+                                           "null = the main optimiser's current rate", "[CODE BB]", gt=0)
+
     wants_unimodal_loss = True
 
-    def __init__(self, super_epoch: int = 10, probe_epochs: Optional[int] = None, holdout: str = "train",
-                 holdout_fraction: float = 0.1, negative_gain: str = "abs", eps: float = 1e-12,
-                 probe_lr: Optional[float] = None):
-        if int(super_epoch) < 1:
-            raise ValueError(f"gblending: super_epoch must be >= 1, got {super_epoch}")
-        if probe_epochs is not None and int(probe_epochs) < 1:
-            raise ValueError(f"gblending: probe_epochs must be >= 1 or None, got {probe_epochs}")
-        if holdout not in ("train", "val"):
-            raise ValueError(f"gblending: holdout must be 'train' or 'val', got {holdout!r}")
-        if holdout == "train" and not 0 < float(holdout_fraction) < 1:
-            raise ValueError(f"gblending: holdout_fraction must be in (0, 1), got {holdout_fraction}")
-        if negative_gain not in ("abs", "zero"):
-            raise ValueError(f"gblending: negative_gain must be 'abs' or 'zero', got {negative_gain!r}")
-        self.super_epoch = int(super_epoch)
-        self.probe_epochs = int(probe_epochs) if probe_epochs is not None else self.super_epoch
-        self.holdout = holdout
-        self.holdout_fraction = float(holdout_fraction)
-        self.negative_gain = negative_gain
-        self.eps = float(eps)
-        self.probe_lr = probe_lr
-        # an instance attribute: only the train hold-out changes the epoch order
-        self.replaces = "order" if holdout == "train" else None
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.probe_epochs = self.probe_epochs if self.probe_epochs is not None else self.super_epoch
         self.weights: Optional[Dict[str, float]] = None
         self.weights_epoch = -1
         self.last_estimate: Dict[str, Dict[str, float]] = {}
 
+    def provides(self) -> FrozenSet[str]:
+        # only the train hold-out changes the epoch order
+        return super().provides() - ({"epoch_order"} if self.holdout == "val" else set())
+
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         if model.fusion is None:
             raise ValueError("gblending needs a fusion head (at least two modalities); "
                              f"the model has modalities {model.modalities}")
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.heads = list(trainer.active_modalities) + [FUSED]
         n = len(trainer.splits.train)
         if self.holdout == "train":
-            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction, trainer.cfg.train.seed)
+            self.heldout = stratified_holdout(trainer.splits.train.labels, self.holdout_fraction,
+                                              trainer.cfg.train.seed)
             keep = torch.ones(n, dtype=torch.bool)
             keep[self.heldout] = False
             self.train_part = keep.nonzero().flatten()
@@ -165,24 +167,23 @@ class GBlending(Plugin):
             self.train_part = torch.arange(n)
             self.order = None
 
-    def on_epoch_start(self, trainer, epoch):
-        if self.order is not None:
-            trainer.train_order = self.order
+    def epoch_order(self, trainer: Trainer, epoch: int) -> Optional[EpochOrder]:
+        return self.order
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if epoch % self.super_epoch == 0 and self.weights_epoch != epoch:
             self.estimate(trainer, epoch)
         elif self.weights is None:  # resumed inside a super-epoch from a checkpoint without weights
             self.estimate(trainer, epoch)
         for k, w in self.weights.items():
-            trainer.log(f"gblending/w/{k}", w)
+            self.log(f"w/{k}", w)
 
     # ------------------------------------------------------------------ estimation
     def estimate(self, trainer, epoch: int) -> Dict[str, float]:
         """Probe every head on a copy of the model and set ``self.weights``."""
         heldout_split = "train" if self.holdout == "train" else "val"
-        aug_state = trainer.aug_generator.get_state()
-        devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
         before, after = {}, {}
-        with torch.random.fork_rng(devices=devices):  # probes must not shift the main run's random streams
+        with trainer.side_pass(train=True):  # probes must not shift the main run's random streams
             for j, head in enumerate(self.heads):
                 probe = copy.deepcopy(trainer.model)
                 mods = list(trainer.active_modalities) if head == FUSED else [head]
@@ -190,7 +191,6 @@ class GBlending(Plugin):
                 self._train_probe(trainer, probe, head, mods, epoch, salt=1000 + j)
                 after[head] = self._losses(trainer, probe, head, mods, heldout_split)
                 del probe
-        trainer.aug_generator.set_state(aug_state)
         w = blend_weights(before, after, self.negative_gain, self.eps)
         # ranks must agree exactly (float noise across devices); average them
         vec = trainer.all_reduce(torch.tensor([w[k] for k in self.heads], device=trainer.device), "mean")
@@ -200,8 +200,8 @@ class GBlending(Plugin):
                                   "train_after": after[k][0], "heldout_after": after[k][1]} for k in self.heads}
         for k in self.heads:
             (t0, v0), (t1, v1) = before[k], after[k]
-            trainer.log(f"gblending/G/{k}", v0 - v1)
-            trainer.log(f"gblending/O/{k}", (v1 - t1) - (v0 - t0))
+            self.log(f"G/{k}", v0 - v1)
+            self.log(f"O/{k}", (v1 - t1) - (v0 - t0))
         return self.weights
 
     def _head_logits(self, trainer, model, head, inputs):
@@ -212,9 +212,9 @@ class GBlending(Plugin):
     @torch.no_grad()
     def _mean_loss(self, trainer, model, head, mods, split, indices) -> float:
         total, count = 0.0, 0
-        for batch in trainer.iter_batches(split, indices, train=False, modalities=mods):
-            z = self._head_logits(trainer, model, head, batch["inputs"])
-            total += float(F.cross_entropy(z, batch["y"][: z.shape[0]], reduction="sum"))
+        for batch in trainer.data.iter_batches(split, indices, train=False, modalities=mods):
+            z = self._head_logits(trainer, model, head, batch.inputs)
+            total += float(F.cross_entropy(z, _labels(batch, head), reduction="sum"))
             count += z.shape[0]
         return total / max(count, 1)
 
@@ -234,19 +234,13 @@ class GBlending(Plugin):
         params = [p for p in params if p.requires_grad]
         o = trainer.cfg.optim
         lr = float(self.probe_lr) if self.probe_lr is not None else trainer.optimizer.param_groups[0]["lr"]
-        name = o.name.lower()
-        if name == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
-        elif name == "adam":
-            opt = torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        opt = build_optimizer(o, params, lr)
         model.train()
         for e in range(self.probe_epochs):
-            for batch in trainer.iter_batches("train", self.train_part, train=True, modalities=mods,
+            for batch in trainer.data.iter_batches("train", self.train_part, train=True, modalities=mods,
                                               epoch=epoch * 1000 + e, salt=salt, shuffle=True):
-                z = self._head_logits(trainer, model, head, batch["inputs"])
-                loss = F.cross_entropy(z, batch["y"][: z.shape[0]])
+                z = self._head_logits(trainer, model, head, batch.inputs)
+                loss = F.cross_entropy(z, _labels(batch, head))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if o.grad_clip:
@@ -254,16 +248,15 @@ class GBlending(Plugin):
                 opt.step()
 
     # ------------------------------------------------------------------ the blended loss
-    def compute_loss(self, trainer, batch, out, losses):
-        y = batch["y"]
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         w = self.weights
         if out.fused is not None:
-            losses["fused"] = w[FUSED] * F.cross_entropy(out.fused.float(), y[: out.n_pair])
+            losses["fused"] = w[FUSED] * F.cross_entropy(out.fused.float(), batch.paired_labels())
         for m, z in out.logits.items():
-            losses[f"uni_{m}"] = w[m] * F.cross_entropy(z.float(), y[: z.shape[0]])
+            losses[f"uni_{m}"] = w[m] * F.cross_entropy(z.float(), batch.labels(m))
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"weights": dict(self.weights) if self.weights else None, "weights_epoch": self.weights_epoch,
                 "last_estimate": copy.deepcopy(self.last_estimate)}
 

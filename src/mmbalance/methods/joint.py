@@ -1,8 +1,21 @@
 """Reference methods: plain joint training, joint training with unimodal losses, and one modality alone."""
 from __future__ import annotations
 
-from ..engine.plugin import Plugin
+import torch
+from torch import nn
+
+from dataclasses import dataclass
+from typing import List, Optional, TYPE_CHECKING
+
+from ..engine.compat import IncompatiblePluginsError
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 @METHODS.register("joint")
@@ -19,37 +32,30 @@ class JointAux(Plugin):
 
 @METHODS.register("unimodal")
 class Unimodal(Plugin):
-    """Train one modality alone (its encoder and head); the unimodal rows of results tables.
+    """Train one modality alone (its encoder and head); the unimodal rows of results tables."""
 
-    Args:
-        modality: which modality to train (default: the first one of the dataset).
-    """
+    @dataclass
+    class Options:
+        modality: Optional[str] = option(None, "which modality to train (None: the dataset's first)", "[RECON]")
 
-    overrides_step = False
-
-    def __init__(self, modality: str | None = None):
-        self.modality = modality
-
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         m = self.modality or trainer.modalities[0]
         if m not in trainer.modalities:
             raise ValueError(f"unimodal: no modality {m!r}; the dataset has {trainer.modalities}")
         self.modality = m
         trainer.active_modalities = [m]
 
-    def compute_loss(self, trainer, batch, out, losses):
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         import torch.nn.functional as F
 
         losses.clear()
         z = out.logits[self.modality]
-        losses[f"uni_{self.modality}"] = F.cross_entropy(z.float(), batch["y"][: z.shape[0]])
+        losses[f"uni_{self.modality}"] = F.cross_entropy(z.float(), batch.labels(self.modality))
 
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         return out.logits[self.modality]
 
-    def check_compatible(self, plugins):
-        from ..engine.plugin import IncompatiblePluginsError
-
+    def check_compatible(self, plugins: List[Plugin]) -> None:
         if plugins:
             raise IncompatiblePluginsError(f"'unimodal' trains one modality alone and cannot be stacked "
                                            f"with {plugins[0].name!r}")

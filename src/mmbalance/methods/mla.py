@@ -28,14 +28,21 @@ name but *adds* the projected gradient (``G ← G + G Pᵀ``, ``projection="add"
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin, Record
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -86,63 +93,49 @@ def code_alpha(batch_index: int, num_batches: int) -> float:
 class MLA(Plugin):
     """MLA: alternating unimodal steps through one shared head with OWM gradient projection; entropy fusion.
 
-    Args:
-        gradient_modification: project the shared head's weight gradient with the OWM projector (the
-            paper's "gs" component). Default True [PAPER; CODE ``--gs_flag``].
-        alpha: OWM regulariser α; ``None`` = the official schedule ``0.1^(1 + b/B)`` over the b-th of B
-            batches of an epoch [CODE]; a number = constant α [RECON].
-        update_first: ``False`` (default): project with the projector of all earlier steps, then add the
-            current modality's mean feature [PAPER: orthogonal to the previous modalities]; ``True``: add
-            the current batch first, then project, and skip the very first step [CODE].
-        normalize_projector: divide ``P`` by its Frobenius norm after every update. Default False [PAPER/OWM];
-            True reproduces the official code [CODE].
-        projection: ``"replace"`` (``G ← G P``; OWM and official code) or ``"add"`` (``G ← G + G Pᵀ``;
-            BalanceBenchmark ``MLA_trainer.py``). Default ``"replace"``.
-        fusion: test-time fusion of the unimodal outputs: ``"entropy"`` (default; the paper's dynamic fusion
-            [PAPER; CODE ``--dynamic``]) or ``"fixed"`` with ``fusion_weights`` [CODE: ``av_alpha`` 0.5 for two
-            modalities, 0.35/0.25/0.4 for audio/visual/text].
-        fusion_weights: per-modality weights for ``fusion="fixed"`` (a list in modality order or a dict);
-            ``None`` = equal weights.
-        entropy_scope: ``"sample"`` (per-sample entropies over classes) [PAPER] or ``"batch_code"`` (the
-            official code's softmax over the batch dimension, one weight per modality per evaluation batch).
-        modality_order: order of the unimodal steps inside a training step; ``None`` = dataset order [CODE].
-
     The model is changed in ``configure_model``: every ``model.heads[m]`` becomes the *same* ``nn.Linear``
     (so per-modality accuracies report the shared head on each modality) and the fusion head is removed.
     Requires every encoder to output the same feature size (``model.feature_dim``).
     Logged: ``mla/projector_trace`` (trace of P / d: 1 at the start, shrinking as directions are stored).
     """
 
-    overrides_step = True
+    @dataclass
+    class Options:
+        gradient_modification: bool = option(True, "project the shared head's weight gradient with the OWM "
+                                             "projector (the paper's gs component)", "[PAPER; CODE --gs_flag]")
+        alpha: Optional[float] = option(None, "OWM regulariser; null = the official schedule 0.1^(1 + b/B) over "
+                                        "the b-th of B batches of an epoch [CODE]; a number = constant [RECON]",
+                                        "[CODE]", gt=0)
+        update_first: bool = option(False, "false: project with the projector of all earlier steps, then add the "
+                                    "current mean feature [PAPER]; true: add the current batch first, then project, "
+                                    "and skip the very first step [CODE]", "[PAPER]")
+        normalize_projector: bool = option(False, "divide P by its Frobenius norm after every update (true: the "
+                                           "official code)", "[PAPER/OWM]")
+        projection: str = option("replace", "replace: G <- G P (OWM, official code); add: G <- G + G P^T "
+                                 "(BalanceBenchmark MLA_trainer.py)", "[CODE]", choices=("replace", "add"))
+        fusion: str = option("entropy", "test-time fusion of the unimodal outputs: entropy (dynamic, per-sample "
+                             "weights) [PAPER; CODE --dynamic] or fixed (fusion_weights)", "[PAPER]",
+                             choices=("entropy", "fixed"))
+        fusion_weights: Any = option(None, "per-modality weights for fusion=fixed (a list in modality order or a "
+                                     "mapping); null = equal weights (CODE av_alpha 0.5; 0.35/0.25/0.4 a/v/t)",
+                                     "[CODE]")
+        entropy_scope: str = option("sample", "sample: per-sample entropies over classes [PAPER]; batch_code: the "
+                                    "official code's softmax over the batch dimension", "[PAPER]",
+                                    choices=("sample", "batch_code"))
+        modality_order: Optional[List[str]] = option(None, "order of the unimodal steps inside a training step; "
+                                                     "null = dataset order", "[CODE]")
 
-    def __init__(self, gradient_modification: bool = True, alpha: Optional[float] = None,
-                 update_first: bool = False, normalize_projector: bool = False, projection: str = "replace",
-                 fusion: str = "entropy", fusion_weights=None, entropy_scope: str = "sample",
-                 modality_order: Optional[List[str]] = None):
-        if projection not in ("replace", "add"):
-            raise ValueError(f"mla: projection must be 'replace' or 'add', got {projection!r}")
-        if fusion not in ("entropy", "fixed"):
-            raise ValueError(f"mla: fusion must be 'entropy' or 'fixed', got {fusion!r}")
-        if entropy_scope not in ("sample", "batch_code"):
-            raise ValueError(f"mla: entropy_scope must be 'sample' or 'batch_code', got {entropy_scope!r}")
-        if alpha is not None and not float(alpha) > 0:
-            raise ValueError(f"mla: alpha must be > 0 or None (the official schedule), got {alpha}")
-        self.gradient_modification = bool(gradient_modification)
-        self.alpha = None if alpha is None else float(alpha)
-        self.update_first = bool(update_first)
-        self.normalize_projector = bool(normalize_projector)
-        self.projection = projection
-        self.fusion = fusion
-        self.fusion_weights_arg = fusion_weights
-        self.entropy_scope = entropy_scope
-        self.modality_order_arg = modality_order
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.fusion_weights_arg = self.fusion_weights
+        self.modality_order_arg = self.modality_order
         self.P: Optional[torch.Tensor] = None
         self.updates = 0  # projector updates so far (the official ``exp_count``)
         self._batch_index = 0
         self._num_batches = 1
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"mla needs at least two modalities, got {mods}")
@@ -174,13 +167,13 @@ class MLA(Plugin):
         self.fixed_weights = {m: float(w) for m, w in zip(mods, fw)}
         self.eval_modalities = mods
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.P is None:
             self.P = torch.eye(self.dim, device=trainer.device)
         else:
             self.P = self.P.to(trainer.device)
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._batch_index = 0
 
     # ------------------------------------------------------------------ the alternating step
@@ -201,38 +194,33 @@ class MLA(Plugin):
             self.P = owm_update(self.P, r, alpha, self.normalize_projector)
         self.updates += 1
 
-    def training_step(self, trainer, batch):
-        y = batch["y"]
-        opt = trainer.optimizer
+    def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
+        """A step strategy: one unimodal step per modality, each on the trainer's primitives."""
         if self._batch_index == 0:  # B of the official α schedule: this epoch's number of batches
             self._num_batches = max(1, len(trainer.sampler)) if trainer.sampler is not None else 1
         losses: Dict[str, torch.Tensor] = {}
         for m in self.modalities:
-            out = trainer.forward({m: batch["inputs"][m]}, fuse=False)
-            z = out.logits[m].float()
-            loss = F.cross_entropy(z, y[: z.shape[0]])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            out = trainer.forward({m: batch.inputs[m]}, fuse=False)
+            loss = F.cross_entropy(out.logits[m].float(), batch.labels(m))
+            trainer.backward(loss, batch, out)
             if self.gradient_modification:
                 head = trainer.model.heads[m]
                 if head.weight.grad is not None:
                     self._modify_head_gradient(head, out.features[m])
-            if trainer.cfg.optim.grad_clip:
-                torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.optim.grad_clip)
-            opt.step()
+            trainer.optimizer_step()
             losses[f"uni_{m}"] = loss.detach()
-        opt.zero_grad(set_to_none=True)
+        trainer.optimizer.zero_grad(set_to_none=True)
         self._batch_index += 1
         losses["total"] = sum(losses.values()) / len(self.modalities)
         return losses
 
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         if self.P is not None:
-            trainer.log("mla/projector_trace", float(torch.trace(self.P)) / self.dim)
-            trainer.log("mla/updates", self.updates)
+            self.log("projector_trace", float(torch.trace(self.P)) / self.dim)
+            self.log("updates", self.updates)
 
     # ------------------------------------------------------------------ test-time fusion
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         mods = [m for m in self.eval_modalities if m in out.logits]
         logits = [out.logits[m].float() for m in mods]
         if not logits:
@@ -243,7 +231,7 @@ class MLA(Plugin):
         return sum(w[:, j:j + 1] * z for j, z in enumerate(logits))
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"P": None if self.P is None else self.P.detach().cpu().clone(), "updates": self.updates}
 
     def load_state_dict(self, state):

@@ -14,14 +14,20 @@ BalanceBenchmark, [RECON] our choice.
 """
 from __future__ import annotations
 
-import math
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import List, Optional, TYPE_CHECKING
 
 import torch
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
-from .ogm_ge import EpochMeans, check_window, in_window, option_error
+from .common import check_window, encoder_modalities, in_window
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== the math
@@ -70,35 +76,33 @@ class MMPareto(Plugin):
     ``priority = 60``: its ``compute_loss`` sees the terms other loss-shaping methods set, and its
     ``after_backward`` rewrites encoder gradients after theirs.
 
-    Args:
-        gamma: magnitude factor applied to the combined encoder gradients. Default 1.5 [CODE, hard-coded;
-            BB ``alpha: 1.5``].
-        modulation_starts / modulation_ends: epochs (0-based, inclusive) with the Pareto combination;
-            outside, plain summed gradients. Defaults 0 / null (always, as the release); BB uses 0-80.
-
     Logged per modality (epoch means): ``mmpareto/<m>/cos`` (multimodal-unimodal gradient cosine),
     ``mmpareto/<m>/conflict`` (share of steps with cos <= 0), ``mmpareto/<m>/k_uni`` (weight on the
     unimodal gradient); per step the series ``mmpareto/<m>/cos``. No state across steps.
     """
 
-    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+    @dataclass
+    class Options:
+        gamma: float = option(1.5, "magnitude factor applied to the combined encoder gradients",
+                              "[CODE, hard-coded; BB alpha: 1.5]", gt=0)
+        modulation_starts: int = option(0, "first epoch (0-based) with the Pareto combination", "[CODE]", ge=0)
+        modulation_ends: Optional[int] = option(None, "last epoch (inclusive); null = always, as the release "
+                                                "(BB: 0-80)", "[CODE]", ge=0)
 
+    needs_default_step = True  # rewrites the default step's gradients
     wants_unimodal_loss = True
     priority = 60
 
-    def __init__(self, gamma: float = 1.5, modulation_starts: int = 0, modulation_ends: Optional[int] = None):
-        if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma <= 0:
-            raise option_error("mmpareto", "gamma", "a number > 0", gamma)
-        check_window("mmpareto", modulation_starts, modulation_ends)
-        self.gamma = float(gamma)
-        self.modulation_starts = modulation_starts
-        self.modulation_ends = modulation_ends
-        self._means = EpochMeans()
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         self._pending = None
 
-    def on_fit_start(self, trainer) -> None:
-        mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]
-        if len(mods) < 2 or trainer.model.fusion is None:
+    def validate(self) -> None:
+        check_window(self)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        mods = encoder_modalities(trainer, self)
+        if trainer.model.fusion is None:
             raise ValueError(f"mmpareto needs a fused head over at least two modalities, got {mods}")
         if trainer.fused_loss_weight <= 0 or trainer.unimodal_loss_weight <= 0:
             raise ValueError(
@@ -109,6 +113,7 @@ class MMPareto(Plugin):
         self._params = {m: [p for p in trainer.model.encoders[m].parameters() if p.requires_grad] for m in mods}
 
     def _grads(self, trainer, loss: torch.Tensor, params: List[torch.nn.Parameter]) -> List[torch.Tensor]:
+        trainer.count(backwards=1)
         gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         gs = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
         if trainer.world_size > 1:  # the directions must be those of the global batch, like the summed gradient
@@ -117,7 +122,7 @@ class MMPareto(Plugin):
             gs = [g.view_as(p) for g, p in zip(gs, params)]
         return gs
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         self._pending = None
         if not in_window(trainer.epoch, self.modulation_starts, self.modulation_ends):
             return
@@ -131,7 +136,7 @@ class MMPareto(Plugin):
         self._pending = (mods, g_mm, g_uni)
 
     @torch.no_grad()
-    def after_backward(self, trainer, batch, out) -> None:
+    def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if self._pending is None:
             return
         mods, g_mm, g_uni = self._pending
@@ -146,13 +151,10 @@ class MMPareto(Plugin):
             for p, a, b in zip(ps, gm, gu):
                 g_sum = p.grad if p.grad is not None else a + b
                 p.grad = combine(a, b, g_sum, k_mm.to(a.dtype), k_uni.to(a.dtype), self.gamma).to(p.dtype)
-            trainer.log_step(f"mmpareto/{m}/cos", cos)
-            self._means.add(f"mmpareto/{m}/cos", cos)
-            self._means.add(f"mmpareto/{m}/conflict", (cos <= 0).float())
-            self._means.add(f"mmpareto/{m}/k_uni", k_uni)
-
-    def on_epoch_end(self, trainer, epoch, record) -> None:
-        self._means.flush(trainer)
+            self.log_step(f"{m}/cos", cos)
+            self.log_mean(f"{m}/cos", cos)
+            self.log_mean(f"{m}/conflict", (cos <= 0).float())
+            self.log_mean(f"{m}/k_uni", k_uni)
 
 
 __all__ = ["MMPareto", "min_norm_weight", "pareto_weights", "combine"]

@@ -16,13 +16,19 @@ paper describes it. Tags: [PAPER] (from the spec's one-line summary), [AGM-CODE]
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Dict, List, Optional
+from torch import nn
 
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
+from ..engine.options import option
 from ..engine.plugin import Plugin
 from ..registry import METHODS
-from .ogm_ge import option_error, require_score_source
+from .common import require_score_source
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+
 
 STRATEGIES = ("keep", "dynamic")
 
@@ -62,53 +68,36 @@ class MSLR(Plugin):
     current rate, the schedulers (StepLR, cosine with ``eta_min = 0``) keep acting on top of it. The training
     objective is the base one (fused cross-entropy, as ``joint``).
 
-    Args:
-        ratios: initial rate multiplier per modality, a mapping ``{modality: r}`` (missing ones: 1.0), e.g.
-            ``method_args.mslr.ratios={audio: 0.9, image: 1.1}`` (the AGM release's CREMA-D values). Default
-            all 1.0.
-        strategy: ``keep`` or ``dynamic``. Default ``dynamic`` [AGM-CODE].
-        window: number of past epochs averaged by ``dynamic``. Default 5 [AGM-CODE].
-        score_from: unimodal accuracy used by ``dynamic``: ``fusion`` (each modality's additive share of the
-            fused head on the validation split; concat/sum fusion), ``heads`` (the per-modality heads;
-            needs ``train.unimodal_loss_weight > 0``) or ``auto`` (``heads`` when they are trained, else
-            ``fusion``). Default ``auto`` [RECON; the AGM release scores its Shapley mono-modal outputs].
-        min_ratio / max_ratio: bounds on ``r_m`` [RECON safety; the release has none]. Defaults 0.1 / 10.
-
     Logged per modality: ``mslr/<m>/ratio`` (the multiplier in force for the next epoch), ``mslr/<m>/lr`` and
     ``mslr/<m>/val_acc``. State (checkpointed): ratios in force and the accuracy memory.
     """
 
-    def __init__(self, ratios: Optional[Dict[str, float]] = None, strategy: str = "dynamic", window: int = 5,
-                 score_from: str = "auto", min_ratio: float = 0.1, max_ratio: float = 10.0):
-        n = "mslr"
-        if ratios is not None:
-            if not isinstance(ratios, dict):
-                raise option_error(n, "ratios", "a mapping {modality: multiplier}", ratios)
-            for k, v in ratios.items():
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-                    raise option_error(n, f"ratios.{k}", "a number > 0", v)
-        if strategy not in STRATEGIES:
-            raise option_error(n, "strategy", f"one of {', '.join(STRATEGIES)}", strategy)
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise option_error(n, "window", "an integer >= 1", window)
-        if score_from not in ("fusion", "heads", "auto"):
-            raise option_error(n, "score_from", "fusion, heads or auto", score_from)
-        for arg, v in (("min_ratio", min_ratio), ("max_ratio", max_ratio)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise option_error(n, arg, "a number > 0", v)
-        if min_ratio > max_ratio:
-            raise option_error(n, "min_ratio", f"<= max_ratio ({max_ratio})", min_ratio)
-        self.initial = {k: float(v) for k, v in (ratios or {}).items()}
-        self.strategy = strategy
-        self.window = window
-        self.score_from = score_from
-        self.min_ratio = float(min_ratio)
-        self.max_ratio = float(max_ratio)
+    @dataclass
+    class Options:
+        ratios: Dict[str, float] = option({}, "initial rate multiplier per modality {modality: r} (missing: 1.0), "
+                                          "e.g. {audio: 0.9, image: 1.1} (the AGM release's CREMA-D values)",
+                                          "[AGM-CODE]", gt=0)
+        strategy: str = option("dynamic", "keep: fixed ratios; dynamic: adapt them after every epoch",
+                               "[AGM-CODE]", choices=STRATEGIES)
+        window: int = option(5, "past epochs averaged by dynamic", "[AGM-CODE]", ge=1)
+        score_from: str = option("auto", "unimodal accuracy used by dynamic: fusion (shares of the fused head), "
+                                 "heads, or auto (heads when trained, else fusion)", "[RECON]",
+                                 choices=("fusion", "heads", "auto"))
+        min_ratio: float = option(0.1, "lower bound on r_m (the release has none)", "[RECON]", gt=0)
+        max_ratio: float = option(10.0, "upper bound on r_m", "[RECON]", gt=0)
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.initial = {k: float(v) for k, v in self.ratios.items()}
         # state
         self.ratios: Dict[str, float] = {}
         self.memory: Dict[str, List[float]] = {}
 
-    def configure_optimizer(self, trainer, model):
+    def validate(self) -> None:
+        if self.min_ratio > self.max_ratio:
+            raise self.option_error("min_ratio", f"<= max_ratio ({self.max_ratio})", self.min_ratio)
+
+    def optimizer_groups(self, trainer: Trainer, model: nn.Module) -> Optional[List[Dict[str, Any]]]:
         mods = [m for m in trainer.active_modalities if m in model.encoders]
         unknown = [k for k in self.initial if k not in model.encoders]
         if unknown:
@@ -119,11 +108,11 @@ class MSLR(Plugin):
         self.memory = self.memory or {m: [] for m in mods}
         return param_groups(model, trainer.cfg.optim.lr, self.ratios)
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         if self.strategy == "dynamic":
             if self.score_from == "auto":
                 self.score_from = "heads" if trainer.unimodal_loss_weight > 0 else "fusion"
-            self.score_from = require_score_source(trainer, self.name, self.score_from)
+            self.score_from = require_score_source(trainer, self, self.score_from)
         self._groups = {g["modality"]: g for g in trainer.optimizer.param_groups if g.get("modality")}
         if set(self._groups) != set(self.ratios):
             raise RuntimeError("mslr: the optimizer does not hold the per-modality parameter groups mslr created "
@@ -144,10 +133,10 @@ class MSLR(Plugin):
                     self.set_ratio(m, min(self.max_ratio, max(self.min_ratio, new)))
                     mem.pop(0)
                 mem.append(a)
-                trainer.log(f"mslr/{m}/val_acc", a)
+                self.log(f"{m}/val_acc", a)
         for m, r in self.ratios.items():
-            trainer.log(f"mslr/{m}/ratio", r)
-            trainer.log(f"mslr/{m}/lr", self._groups[m]["lr"])
+            self.log(f"{m}/ratio", r)
+            self.log(f"{m}/lr", self._groups[m]["lr"])
 
     def set_ratio(self, modality: str, ratio: float) -> None:
         old = self.ratios[modality]

@@ -17,15 +17,24 @@ official release (fanyunfeng-bit/Modal-Imbalance-PMR ``main_Prototype_grad.py``)
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import epoch_generator
+from ..functional.common import discrepancy_ratio, true_class_probability
 from ..registry import METHODS
-from .ogm_ge import EpochMeans, check_window, in_window, option_error
+from .common import check_window, encoder_modalities, in_window
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
+
 
 RULES = ("step", "clip")
 
@@ -57,7 +66,7 @@ def update_prototypes(new: torch.Tensor, counts: torch.Tensor, old: Optional[tor
 
 def prototype_scores(logits: Dict[str, torch.Tensor], y: torch.Tensor, mods: List[str]) -> torch.Tensor:
     """``sum_i softmax(-d(f_i, C))[y_i]`` per modality (detached) [CODE]."""
-    return torch.stack([F.softmax(logits[m].detach(), dim=1).gather(1, y.view(-1, 1)).sum() for m in mods])
+    return torch.stack([true_class_probability(logits[m].detach(), y).sum() for m in mods])
 
 
 def pmr_coefficients(scores: torch.Tensor, alpha: float, rule: str = "step"):
@@ -67,9 +76,7 @@ def pmr_coefficients(scores: torch.Tensor, alpha: float, rule: str = "step"):
     BB HEAD) or ``alpha * clip(1/rho_j - 1, 0, 1)`` (``rule="clip"``, BB's earlier ``PMR_PER``) [CODE/BB;
     the ratio generalises the two-modality ``score_a / score_v`` to M modalities, RECON].
     """
-    m = scores.shape[-1]
-    others = (scores.sum(-1, keepdim=True) - scores) / (m - 1)
-    rho = scores / others.clamp_min(1e-12)
+    rho = discrepancy_ratio(scores)
     if rule == "step":
         w = torch.full_like(rho, float(alpha))
     elif rule == "clip":
@@ -99,73 +106,47 @@ class PMR(Plugin):
     ``CE + beta PCE_a + gamma PCE_v - mu (gamma H_a + beta H_v)`` [BB PMR_PER]. Base objective: the fused
     cross-entropy (as ``joint``), like the release.
 
-    Args:
-        alpha: PCE weight. Default 0.6 [BB ``trainer_config.yaml``]; the release defaults to 1.0 (its
-            ``bash.sh`` uses 3.0 for FiLM).
-        momentum: prototype EMA momentum ``mu`` (weight of the old prototypes). Default 0.5 [BB]; the
-            release defaults to 0.2 (``--momentum_coef``; ``bash.sh`` 0.0).
-        proto_fraction: share of the training set used for each prototype update. Default 0.1 [CODE: the
-            first tenth of the shuffled training batches]; 1.0 = the whole set.
-        rule: ``step`` (lagging modality weight ``alpha``) [CODE, BB HEAD] or ``clip``
-            (``alpha * clip(1/rho - 1, 0, 1)``) [BB earlier PMR_PER]. Default ``step``.
-        entropy_weight: PER weight ``mu_e`` (0 disables). Default 0.01 [BB PMR_PER ``mu``; the spec's
-            "eta = 0.01"; BB HEAD dropped PER and uses eta for its 3-modality OGM-style variant instead].
-            The entropy is summed over the batch, as there.
-        entropy_epochs: PER is applied in epochs ``modulation_starts .. modulation_starts + entropy_epochs``.
-            Default 10 [BB ``norm_epoch``].
-        modulation_starts / modulation_ends: epochs (0-based, inclusive) with the PCE/PER terms. Defaults 0 /
-            null (all); the release uses 0-100, BB 0-80.
-
     Logged per modality: ``pmr/<m>/ratio``, ``pmr/<m>/beta``, ``pmr/<m>/proto_acc`` (training batches,
     prototype classifier) as epoch means; loss terms ``loss_pmr_<m>``/``loss_pmr_entropy`` in ``train``.
     State (checkpointed): the prototypes.
     """
 
-    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+    @dataclass
+    class Options:
+        alpha: float = option(0.6, "PCE weight (the release defaults to 1.0; its bash.sh uses 3.0 for FiLM)",
+                              "[BB trainer_config.yaml]", ge=0)
+        momentum: float = option(0.5, "prototype EMA momentum mu, the weight of the old prototypes (release: 0.2)",
+                                 "[BB]", ge=0, le=1)
+        proto_fraction: float = option(0.1, "share of the training set used for each prototype update (1.0: all)",
+                                       "[CODE: the first tenth of the shuffled batches]", gt=0, le=1)
+        rule: str = option("step", "step: lagging modality weight alpha [CODE, BB HEAD]; clip: "
+                           "alpha * clip(1/rho - 1, 0, 1) [BB earlier PMR_PER]", "[CODE]", choices=RULES)
+        entropy_weight: float = option(0.01, "PER weight mu_e (0 disables); the entropy is summed over the batch",
+                                       "[BB PMR_PER mu; spec eta = 0.01]", ge=0)
+        entropy_epochs: int = option(10, "PER applies in epochs modulation_starts .. + entropy_epochs",
+                                     "[BB norm_epoch]", ge=0)
+        modulation_starts: int = option(0, "first epoch (0-based) with the PCE/PER terms", "[CODE]", ge=0)
+        modulation_ends: Optional[int] = option(None, "last epoch (inclusive); null = all (release 0-100, BB 0-80)",
+                                                "[RECON]", ge=0)
 
-    def __init__(self, alpha: float = 0.6, momentum: float = 0.5, proto_fraction: float = 0.1, rule: str = "step",
-                 entropy_weight: float = 0.01, entropy_epochs: int = 10, modulation_starts: int = 0,
-                 modulation_ends: Optional[int] = None):
-        n = "pmr"
+    needs_default_step = True  # adds loss terms to the default step
 
-        def number(arg, v, lo, hi=math.inf, lo_open=False):
-            ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v) and v <= hi and (
-                v > lo if lo_open else v >= lo)
-            if not ok:
-                raise option_error(n, arg, f"a number in {'(' if lo_open else '['}{lo}, {hi}]", v)
-
-        number("alpha", alpha, 0.0)
-        number("momentum", momentum, 0.0, 1.0)
-        number("proto_fraction", proto_fraction, 0.0, 1.0, lo_open=True)
-        number("entropy_weight", entropy_weight, 0.0)
-        if rule not in RULES:
-            raise option_error(n, "rule", f"one of {', '.join(RULES)}", rule)
-        if isinstance(entropy_epochs, bool) or not isinstance(entropy_epochs, int) or entropy_epochs < 0:
-            raise option_error(n, "entropy_epochs", "an integer >= 0", entropy_epochs)
-        check_window(n, modulation_starts, modulation_ends)
-        self.alpha = float(alpha)
-        self.momentum = float(momentum)
-        self.proto_fraction = float(proto_fraction)
-        self.rule = rule
-        self.entropy_weight = float(entropy_weight)
-        self.entropy_epochs = entropy_epochs
-        self.modulation_starts = modulation_starts
-        self.modulation_ends = modulation_ends
-        # state
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         self.prototypes: Optional[Dict[str, torch.Tensor]] = None
         self.updates = 0
-        self._means = EpochMeans()
 
-    def on_fit_start(self, trainer) -> None:
-        mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]
-        if len(mods) < 2:
-            raise ValueError(f"pmr needs at least two modalities, got {mods}")
+    def validate(self) -> None:
+        check_window(self)
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        mods = encoder_modalities(trainer, self)
         self._mods = mods
         if self.prototypes is not None and set(self.prototypes) != set(mods):
             raise ValueError(f"pmr: checkpointed prototypes are for {sorted(self.prototypes)}, not {sorted(mods)}")
 
     # ------------------------------------------------------------------ prototypes
-    def on_epoch_start(self, trainer, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self.update_prototypes(trainer, epoch)
 
     @torch.no_grad()
@@ -175,17 +156,13 @@ class PMR(Plugin):
         idx = torch.randperm(n, generator=epoch_generator(trainer.cfg.train.seed, epoch, salt=0x9A7))[:k].sort().values
         feats: Dict[str, list] = {m: [] for m in self._mods}
         labels = []
-        was = trainer.model.training
-        devices = [trainer.device.index or 0] if trainer.device.type == "cuda" else []
-        # DataLoader iterators draw from the global RNG: fork it so that prototypes do not shift training
-        with torch.random.fork_rng(devices=devices):
-            trainer.model.eval()
-            for batch in trainer.iter_batches("train", idx, train=False, modalities=self._mods):
-                out = trainer.forward(batch["inputs"], fuse=False)
-                labels.append(batch["y"])
+        # DataLoader iterators draw from the global RNG: a side pass so that prototypes do not shift training
+        with trainer.side_pass():
+            for batch in trainer.data.iter_batches("train", idx, train=False, modalities=self._mods):
+                out = trainer.forward(batch.inputs, fuse=False)
+                labels.append(batch.y)
                 for m in self._mods:
                     feats[m].append(out.features[m].float())
-        trainer.model.train(was)
         y = torch.cat(labels)
         new = {}
         for m in self._mods:
@@ -194,21 +171,21 @@ class PMR(Plugin):
                                        self.momentum)
         self.prototypes = new
         self.updates += 1
-        trainer.log("pmr/proto_samples", float(k))
+        self.log("proto_samples", float(k))
 
     # ------------------------------------------------------------------ loss
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if self.prototypes is None:
             raise RuntimeError("pmr: no prototypes yet (on_epoch_start did not run)")
-        y = batch["y"]
         n = out.n_pair
         sims = {m: prototype_logits(out.features[m], self.prototypes[m]) for m in self._mods}
-        scores = trainer.all_reduce(prototype_scores({m: s[:n] for m, s in sims.items()}, y[:n], self._mods), "sum")
+        scores = trainer.all_reduce(prototype_scores({m: s[:n] for m, s in sims.items()}, batch.paired_labels(),
+                                                     self._mods), "sum")
         rho, beta = pmr_coefficients(scores, self.alpha, self.rule)
         epoch = trainer.epoch
         if in_window(epoch, self.modulation_starts, self.modulation_ends) and n > 0:
             for i, m in enumerate(self._mods):
-                losses[f"pmr_{m}"] = beta[i] * F.cross_entropy(sims[m], y[: sims[m].shape[0]])
+                losses[f"pmr_{m}"] = beta[i] * F.cross_entropy(sims[m], batch.labels(m))
             if self.entropy_weight > 0 and epoch <= self.modulation_starts + self.entropy_epochs:
                 weak = (rho < 1).float()
                 beta_weak = beta.sum() / weak.sum().clamp_min(1.0)
@@ -217,12 +194,9 @@ class PMR(Plugin):
                 losses["pmr_entropy"] = -self.entropy_weight * beta_weak * (dominant * ent).sum()
         with torch.no_grad():
             for i, m in enumerate(self._mods):
-                acc = (sims[m].argmax(1) == y[: sims[m].shape[0]]).float().mean()
+                acc = (sims[m].argmax(1) == batch.labels(m)).float().mean()
                 for key, v in (("ratio", rho[i]), ("beta", beta[i]), ("proto_acc", acc)):
-                    self._means.add(f"pmr/{m}/{key}", v)
-
-    def on_epoch_end(self, trainer, epoch, record) -> None:
-        self._means.flush(trainer)
+                    self.log_mean(f"{m}/{key}", v)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:

@@ -20,7 +20,8 @@ Training proceeds in *stages*. Stage s picks one modality m (round-robin: a, v, 
    ``optimizer_correct``].
 
 Prediction = ``ρ · Σ_{k ∈ ensemble} f_k(x)`` (the ``predict`` hook). Each head is wrapped so that it outputs
-``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory consolidation"
+``ρ · f_k`` (ρ inside the forward pass, as DDP needs); the learner loss divides ρ back out. The code's "memory
+consolidation"
 term ``α · MSE(softmax(f_m).detach(), softmax(f_prev).detach())`` has both arguments detached, so it adds
 a constant and no gradient; ``consolidation_grad=False`` (default) reproduces that (the value is logged),
 ``True`` lets its gradient flow into learner m [RECON].
@@ -33,14 +34,21 @@ for up to 1000 stages; BalanceBenchmark uses 1 + 1 (``T_epochs = 1``) [CODE].
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin, Record
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -67,8 +75,8 @@ def consolidation_term(logits: torch.Tensor, prev_logits: torch.Tensor, grad: bo
 
 
 @torch.no_grad()
-def _head_ce(logits: Dict[str, torch.Tensor], y: torch.Tensor) -> Dict[str, torch.Tensor]:
-    return {f"uni_{k}": F.cross_entropy(z.detach().float(), y[: z.shape[0]]) for k, z in logits.items()}
+def _head_ce(logits: Dict[str, torch.Tensor], batch) -> Dict[str, torch.Tensor]:
+    return {f"uni_{k}": F.cross_entropy(z.detach().float(), batch.labels(k)) for k, z in logits.items()}
 
 
 class BoostedHead(nn.Module):
@@ -105,29 +113,11 @@ class SharedHead(nn.Module):
 class ReconBoost(Plugin):
     """ReconBoost: alternating per-modality boosting stages with a reconcilement loss + global rectification.
 
-    Args:
-        weight1: weight of the learner's own cross-entropy. Default 5.0 [CODE README CREMA-D; BalanceBenchmark].
-        weight2: weight of the reconcilement term (ensemble's true-class probability). Default 1.0 [CODE].
-        alpha: weight of the memory-consolidation term. Default 0.5 [CODE]; see ``consolidation_grad``.
-        consolidation_grad: let the consolidation term's gradient reach learner m. Default False = the
-            released code (both sides detached: no effect on training) [CODE]; True [RECON].
-        stage_epochs: phase-1 length in epochs' worth of steps (may be fractional). Default 1.0
-            [CODE BalanceBenchmark ``T_epochs = 1``; official CREMA-D README: 4].
-        correct_epochs: global-rectification length likewise; 0 disables it. Default 1.0 [same sources;
-            official: ``correct_epoch 4``].
-        boost_rate: initial ensemble scale ρ. Default 1.0 [CODE ``--boost_rate 1.0``].
-        learn_boost_rate: ρ is trained in the rectification phase. Default True [CODE].
-        shared_head: one head shared by every modality's learner (``common_space``). Default True [CODE];
-            False keeps the model's per-modality heads.
-        head_hidden: hidden width of the shared head; 0 = a single linear layer. Default 256 [CODE ``Head``].
-        class_mean: divide the reconcilement loss by the number of classes, as the code's ``.mean(-1)``
-            does. Default True [CODE].
-        modality_order: order of the stages' modalities (round-robin). ``None`` = dataset order [CODE].
-
     Optimisation uses the trainer's one optimiser (as BalanceBenchmark does) instead of the released
     code's fresh SGD per phase (lr 0.01, momentum 0.9, wd 5e-4): parameters outside the current phase get
     no gradient and are skipped by the optimiser. The model is changed in ``configure_model`` (shared head,
-    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch: ``reconboost/steps/learn/<m>`` and
+    no fusion head, every head wrapped as ``ρ · head`` with one shared ρ parameter). Logged per epoch:
+    ``reconboost/steps/learn/<m>`` and
     ``reconboost/steps/rectify`` (steps of each phase in the epoch), ``reconboost/stage`` and
     ``reconboost/modality`` (the stage and its modality index at the epoch's end), ``reconboost/boost_rate``,
     ``reconboost/ensemble_size``; per step ``reconboost/phase`` (1 learn, 2 rectify). Loss records:
@@ -135,29 +125,37 @@ class ReconBoost(Plugin):
     the shared head on each modality computed in the step; logged only).
     """
 
-    overrides_step = True
+    @dataclass
+    class Options:
+        weight1: float = option(5.0, "weight of the learner's own cross-entropy",
+                                "[CODE README CREMA-D; BalanceBenchmark]", gt=0)
+        weight2: float = option(1.0, "weight of the reconcilement term (the ensemble's true-class probability)",
+                                "[CODE]", ge=0)
+        alpha: float = option(0.5, "weight of the memory-consolidation term (see consolidation_grad)", "[CODE]")
+        consolidation_grad: bool = option(False, "let the consolidation term's gradient reach learner m; false = "
+                                          "the released code (both sides detached: no effect) [CODE]", "[CODE]")
+        stage_epochs: float = option(1.0, "phase-1 length in epochs' worth of steps (may be fractional; official "
+                                     "CREMA-D README: 4)", "[CODE BalanceBenchmark T_epochs = 1]", gt=0)
+        correct_epochs: float = option(1.0, "global-rectification length likewise; 0 disables it (official: 4)",
+                                       "[CODE BalanceBenchmark]", ge=0)
+        boost_rate: float = option(1.0, "initial ensemble scale rho", "[CODE --boost_rate 1.0]")
+        learn_boost_rate: bool = option(True, "rho is trained in the rectification phase", "[CODE]")
+        shared_head: bool = option(True, "one head shared by every modality's learner (common_space); false keeps "
+                                   "the per-modality heads", "[CODE]")
+        head_hidden: int = option(256, "hidden width of the shared head; 0 = a single linear layer",
+                                  "[CODE Head]", ge=0)
+        class_mean: bool = option(True, "divide the reconcilement loss by the number of classes (the code's "
+                                  ".mean(-1))", "[CODE]")
+        modality_order: Optional[List[str]] = option(None, "order of the stages' modalities (round-robin); null = "
+                                                     "dataset order", "[CODE]")
 
-    def __init__(self, weight1: float = 5.0, weight2: float = 1.0, alpha: float = 0.5,
-                 consolidation_grad: bool = False, stage_epochs: float = 1.0, correct_epochs: float = 1.0,
-                 boost_rate: float = 1.0, learn_boost_rate: bool = True, shared_head: bool = True,
-                 head_hidden: int = 256, class_mean: bool = True, modality_order: Optional[List[str]] = None):
-        if float(stage_epochs) <= 0:
-            raise ValueError(f"reconboost: stage_epochs must be > 0, got {stage_epochs}")
-        if float(correct_epochs) < 0:
-            raise ValueError(f"reconboost: correct_epochs must be >= 0, got {correct_epochs}")
-        if float(weight1) <= 0 or float(weight2) < 0:
-            raise ValueError(f"reconboost: need weight1 > 0 and weight2 >= 0, got {weight1}, {weight2}")
-        if int(head_hidden) < 0:
-            raise ValueError(f"reconboost: head_hidden must be >= 0, got {head_hidden}")
-        self.weight1, self.weight2, self.alpha = float(weight1), float(weight2), float(alpha)
-        self.consolidation_grad = bool(consolidation_grad)
-        self.stage_epochs, self.correct_epochs = float(stage_epochs), float(correct_epochs)
-        self.boost_rate_init = float(boost_rate)
-        self.learn_boost_rate = bool(learn_boost_rate)
-        self.shared_head = bool(shared_head)
-        self.head_hidden = int(head_hidden)
-        self.class_mean = bool(class_mean)
-        self.modality_order_arg = modality_order
+    #: the boosting loss compares a learner with the others' ensemble on the same samples
+    requires_paired_batches = True
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.boost_rate_init = self.boost_rate
+        self.modality_order_arg = self.modality_order
         # schedule state
         self.stage = 0
         self.pos = 0  # steps done in the current stage
@@ -167,7 +165,7 @@ class ReconBoost(Plugin):
         self._epoch_steps: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"reconboost needs at least two modalities, got {mods}")
@@ -211,25 +209,22 @@ class ReconBoost(Plugin):
         return logits.float() / self.rho.detach()
 
     # ------------------------------------------------------------------ the step
-    def training_step(self, trainer, batch):
+    def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
         if self.p1 is None:
             self._start_stage(trainer)
+        """A step strategy: a boosting step of the stage's learner, or a rectification step of the ensemble."""
         m = self.current_modality()
-        y = batch["y"]
-        opt = trainer.optimizer
         if self.pos < self.p1:
-            losses = self._modality_step(trainer, batch, m, y)
-            trainer.log_step("reconboost/phase", 1)
+            losses = self._modality_step(trainer, batch, m)
+            self.log_step("phase", 1)
             key = f"learn/{m}"
         else:
-            losses = self._rectify_step(trainer, batch, y)
-            trainer.log_step("reconboost/phase", 2)
+            losses = self._rectify_step(trainer, batch)
+            self.log_step("phase", 2)
             key = "rectify"
         self._epoch_steps[key] = self._epoch_steps.get(key, 0) + 1
-        if trainer.cfg.optim.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.optim.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        trainer.optimizer_step()
+        trainer.optimizer.zero_grad(set_to_none=True)
         self.pos += 1
         if self.pos == self.p1:  # phase 1 done: the newest learner of m (re)joins the ensemble
             if m in self.members:
@@ -241,9 +236,8 @@ class ReconBoost(Plugin):
             self.p1 = self.p2 = None
         return losses
 
-    def _modality_step(self, trainer, batch, m, y):
-        opt = trainer.optimizer
-        out = trainer.forward({m: batch["inputs"][m]}, fuse=False)
+    def _modality_step(self, trainer, batch, m):
+        out = trainer.forward({m: batch.inputs[m]}, fuse=False)
         z = self._raw(out.logits[m])
         others = [k for k in self.members if k != m]
         prev = self.order[(self.order.index(m) - 1) % len(self.order)]
@@ -251,56 +245,53 @@ class ReconBoost(Plugin):
         ctx = {}
         if need:
             with torch.no_grad():
-                ctx = trainer.forward({k: batch["inputs"][k] for k in need}, fuse=False).logits
+                ctx = trainer.forward({k: batch.inputs[k] for k in need}, fuse=False).logits
         ens = self._ensemble_logits(ctx, others) if others else None
-        loss = reconcilement_loss(z, y[: z.shape[0]], ens, self.weight1, self.weight2, self.class_mean)
+        loss = reconcilement_loss(z, batch.labels(m), ens, self.weight1, self.weight2, self.class_mean)
         losses = {"boost": loss.detach()}
         # plain CE of the shared head on each modality seen this step (logged only; "total" is what trains)
-        losses.update(_head_ce({m: z, **{k: self._raw(v) for k, v in ctx.items()}}, y))
+        losses.update(_head_ce({m: z, **{k: self._raw(v) for k, v in ctx.items()}}, batch))
         total = loss
         if prev in ctx:
             ga = consolidation_term(z, self._raw(ctx[prev]), grad=self.consolidation_grad)
             losses["consolidation"] = ga.detach()
             if self.consolidation_grad:
                 total = total + self.alpha * ga
-        opt.zero_grad(set_to_none=True)
-        total.backward()
+        trainer.backward(total, batch, out)
         self.rho.grad = None  # ρ is trained only in the rectification phase [CODE]
         losses["total"] = total.detach()
         return losses
 
-    def _rectify_step(self, trainer, batch, y):
-        opt = trainer.optimizer
+    def _rectify_step(self, trainer, batch):
         mods = list(self.members)
-        out = trainer.forward({k: batch["inputs"][k] for k in mods}, fuse=False)
+        out = trainer.forward({k: batch.inputs[k] for k in mods}, fuse=False)
         logits = self._ensemble_logits(out.logits, mods)
-        loss = F.cross_entropy(logits, y[: logits.shape[0]])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss = F.cross_entropy(logits, batch.paired_labels())
+        trainer.backward(loss, batch, out)
         raw = {k: self._raw(z) for k, z in out.logits.items()}
-        return {"rectify": loss.detach(), **_head_ce(raw, y), "total": loss.detach()}
+        return {"rectify": loss.detach(), **_head_ce(raw, batch), "total": loss.detach()}
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._epoch_steps = {}
 
-    def on_epoch_end(self, trainer, epoch, record):
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         for m in self.order:
-            trainer.log(f"reconboost/steps/learn/{m}", self._epoch_steps.get(f"learn/{m}", 0))
-        trainer.log("reconboost/steps/rectify", self._epoch_steps.get("rectify", 0))
-        trainer.log("reconboost/stage", self.stage)
-        trainer.log("reconboost/modality", self.order.index(self.current_modality()))
-        trainer.log("reconboost/boost_rate", float(self.rho.detach()))
-        trainer.log("reconboost/ensemble_size", len(self.members))
+            self.log(f"steps/learn/{m}", self._epoch_steps.get(f"learn/{m}", 0))
+        self.log("steps/rectify", self._epoch_steps.get("rectify", 0))
+        self.log("stage", self.stage)
+        self.log("modality", self.order.index(self.current_modality()))
+        self.log("boost_rate", float(self.rho.detach()))
+        self.log("ensemble_size", len(self.members))
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         mods = [k for k in self.members if k in out.logits] or list(out.logits)
         if not mods:
             return None
         return self._ensemble_logits(out.logits, mods)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"stage": self.stage, "pos": self.pos, "p1": self.p1, "p2": self.p2, "members": list(self.members)}
 
     def load_state_dict(self, state):

@@ -23,7 +23,7 @@ fusion head, so those copies train that modality (its encoder and its part of th
   (``func="linear"``; ``"tanh"``: ``tanh`` of it; ``"square"``: ``α · ((2/3)(max g − min g))^1.5``).
 
 The first ``warmup`` epochs are plain joint training. The epoch's order is the shuffled multiset of
-original indices plus copies (``replaces="order"``), so a re-sampled epoch has more steps, as in the code.
+original indices plus copies (``epoch_order``), so a re-sampled epoch has more steps, as in the code.
 
 How a copy is recognised. A batch carries dataset indices only, and a copy has the same index as its
 original; rather than depending on positions in the order (which breaks under DDP sharding and dynamic
@@ -37,15 +37,25 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch import nn
 import torch.nn.functional as F
 
-from ..engine.plugin import Plugin
+from ..engine.options import option
+from ..engine.plugin import Losses, Plugin
 from ..engine.samplers import EpochOrder, epoch_generator
+from ..functional.common import shapley_weight
 from ..registry import METHODS
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.samplers import EpochOrder
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 
 # =============================================================================== pure math (tested by hand)
@@ -63,7 +73,7 @@ def shapley_from_correct(correct: Dict[frozenset, torch.Tensor], modalities: Seq
     for j, m in enumerate(mods):
         rest = [k for k in mods if k != m]
         for r in range(len(rest) + 1):
-            coef = math.factorial(r) * math.factorial(M - r - 1) / math.factorial(M)
+            coef = shapley_weight(r, M)
             for S in itertools.combinations(rest, r):
                 phi[:, j] += coef * (v(set(S) | {m}) - v(set(S)))
     return phi.float()
@@ -125,18 +135,6 @@ class ResampledOrder(EpochOrder):
 class SMV(Plugin):
     """SMV: per-sample Shapley modality valuation, then re-sampling that trains the low-contributing modality.
 
-    Args:
-        level: ``"sample"`` (per-sample copies of the low-contribution modality; the paper's main method)
-            or ``"modality"`` (copies for the globally weaker modality). Default ``"sample"`` [PAPER/CODE;
-            BalanceBenchmark defaults to the modality level].
-        warmup: epochs of plain joint training before re-sampling starts. Default 5 [CODE ``--warmup 5``].
-        every: re-value every ``every`` epochs (the copies are kept in between). Default 1 [CODE: every epoch].
-        part_ratio: share of the training set (drawn with replacement) that estimates the modality-level
-            contributions. Default 0.2 [CODE ``--part_ratio``].
-        alpha: scale of the modality-level re-sampling amount. Default 1.0 [CODE ``modality_level.py``;
-            BalanceBenchmark uses 0.5].
-        func: modality-level amount function: ``linear`` (default) / ``tanh`` / ``square`` [CODE].
-
     Needs a fusion head that accepts zeroed features (``concat``, ``sum``, ``film``, ``gated``).
     Modalities ≥ 3: the same value function and copy bins; "keep only m" zeroes all the others [RECON].
     Logged at valuation epochs: ``smv/contribution/<m>`` (mean φ over the valued samples),
@@ -144,24 +142,24 @@ class SMV(Plugin):
     ``smv/difference``.
     """
 
-    needs_default_step = True  # acts inside the default step (checked by check_plugins)
+    @dataclass
+    class Options:
+        level: str = option("sample", "sample: per-sample copies of the low-contribution modality (the paper's main "
+                            "method); modality: copies for the globally weaker modality (BalanceBenchmark's "
+                            "default)", "[PAPER/CODE]", choices=("sample", "modality"))
+        warmup: int = option(5, "epochs of plain joint training before re-sampling starts", "[CODE --warmup 5]", ge=0)
+        every: int = option(1, "re-value every this many epochs (the copies are kept in between)", "[CODE]", ge=1)
+        part_ratio: float = option(0.2, "share of the training set (with replacement) that estimates the "
+                                   "modality-level contributions", "[CODE --part_ratio]", gt=0, le=1)
+        alpha: float = option(1.0, "scale of the modality-level re-sampling amount (BalanceBenchmark: 0.5)",
+                              "[CODE modality_level.py]")
+        func: str = option("linear", "modality-level amount function", "[CODE]",
+                           choices=("linear", "tanh", "square"))
 
-    replaces = "order"
+    needs_default_step = True  # re-weights the default step's fused loss
 
-    def __init__(self, level: str = "sample", warmup: int = 5, every: int = 1, part_ratio: float = 0.2,
-                 alpha: float = 1.0, func: str = "linear"):
-        if level not in ("sample", "modality"):
-            raise ValueError(f"smv: level must be 'sample' or 'modality', got {level!r}")
-        if int(warmup) < 0:
-            raise ValueError(f"smv: warmup must be >= 0, got {warmup}")
-        if int(every) < 1:
-            raise ValueError(f"smv: every must be >= 1, got {every}")
-        if not 0 < float(part_ratio) <= 1:
-            raise ValueError(f"smv: part_ratio must be in (0, 1], got {part_ratio}")
-        if func not in ("linear", "tanh", "square"):
-            raise ValueError(f"smv: func must be linear, tanh or square, got {func!r}")
-        self.level, self.warmup, self.every = level, int(warmup), int(every)
-        self.part_ratio, self.alpha, self.func = float(part_ratio), float(alpha), func
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
         self.counts: Optional[torch.Tensor] = None  # [N, M] extra copies per sample and enhanced modality
         self.valued_epoch = -1
         self.contribution: Dict[str, float] = {}
@@ -169,42 +167,42 @@ class SMV(Plugin):
         self._active: List[int] = []
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer, model):
+    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
         if model.fusion is None:
             raise ValueError(f"smv values modalities through the fusion head; the model has none "
                              f"(modalities {model.modalities})")
         self.modalities = list(trainer.active_modalities)
 
-    def on_fit_start(self, trainer):
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.n = len(trainer.splits.train)
         self.order = ResampledOrder(self.n, trainer.cfg.train.seed, self._extra())
 
     def _extra(self):
         return None if self.counts is None else self.counts.sum(1)
 
-    def on_epoch_start(self, trainer, epoch):
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if epoch >= self.warmup and (epoch - self.warmup) % self.every == 0 and self.valued_epoch != epoch:
             self.value_and_resample(trainer, epoch)
         self.order.extra = self._extra()
-        trainer.train_order = self.order
         self._counts_dev = None if self.counts is None else self.counts.to(trainer.device).float()
         self._active = [] if self.counts is None else [
             j for j in range(len(self.modalities)) if int(self.counts[:, j].sum()) > 0]
+
+    def epoch_order(self, trainer: Trainer, epoch: int) -> Optional[EpochOrder]:
+        return self.order
 
     # ------------------------------------------------------------------ valuation
     @torch.no_grad()
     def contributions(self, trainer, indices: torch.Tensor) -> torch.Tensor:
         """Shapley values ``[len(indices), M]`` of the training samples ``indices`` (in that order)."""
-        model = trainer.model
-        was = model.training
-        model.eval()
         phis = []
-        for batch in trainer.iter_batches("train", indices, train=False):
-            out = trainer.forward(batch["inputs"], fuse=False)
-            with trainer.autocast():
-                correct = fused_correct_by_subset(model.fusion, out.features, batch["y"], self.modalities)
-            phis.append(shapley_from_correct(correct, self.modalities))
-        model.train(was)
+        # no RNG fork: the valuation's loader draws from the run's stream, as when the published grids ran
+        with trainer.side_pass(fork_rng=False):
+            for batch in trainer.data.iter_batches("train", indices, train=False):
+                out = trainer.forward(batch.inputs, fuse=False)
+                with trainer.autocast():
+                    correct = fused_correct_by_subset(trainer.model.fusion, out.features, batch.y, self.modalities)
+                phis.append(shapley_from_correct(correct, self.modalities))
         return torch.cat(phis) if phis else torch.zeros(0, len(self.modalities))
 
     def value_and_resample(self, trainer, epoch: int) -> None:
@@ -222,22 +220,21 @@ class SMV(Plugin):
             if num > 0:
                 chosen = torch.randint(0, self.n, (num,), generator=g)
                 counts[:, weak] = torch.bincount(chosen, minlength=self.n)
-            trainer.log("smv/difference", num / self.n)
+            self.log("difference", num / self.n)
         self.counts = counts
         self.valued_epoch = epoch
         self.contribution = {m: float(v) for m, v in zip(self.modalities, phi.mean(0).tolist())}
         for j, m in enumerate(self.modalities):
-            trainer.log(f"smv/contribution/{m}", self.contribution[m])
-            trainer.log(f"smv/extra/{m}", int(counts[:, j].sum()))
-        trainer.log("smv/extra_total", int(counts.sum()))
+            self.log(f"contribution/{m}", self.contribution[m])
+            self.log(f"extra/{m}", int(counts[:, j].sum()))
+        self.log("extra_total", int(counts.sum()))
 
     # ------------------------------------------------------------------ the re-weighted fused loss
-    def compute_loss(self, trainer, batch, out, losses):
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         if self._counts_dev is None or not self._active or out.fused is None or "fused" not in losses:
             return
-        n = out.n_pair
-        y = batch["y"][:n]
-        c = self._counts_dev[batch["index"][:n]]
+        y = batch.paired_labels()
+        c = self._counts_dev[batch.paired_index()]
         total = 1.0 + c.sum(1)
         per = F.cross_entropy(out.fused.float(), y, reduction="none") / total
         feats = out.paired_features()
@@ -249,7 +246,7 @@ class SMV(Plugin):
         losses["fused"] = trainer.fused_loss_weight * per.mean()
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> Dict[str, Any]:
         return {"counts": None if self.counts is None else self.counts.clone(), "valued_epoch": self.valued_epoch,
                 "contribution": dict(self.contribution)}
 

@@ -1,8 +1,8 @@
 """MultimodalNet: encoders -> per-modality features, per-modality heads, and a fusion head."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -31,8 +31,28 @@ class ModelOutput:
         return {m: z[: self.n_pair] for m, z in self.logits.items()}
 
 
+@dataclass
+class FeatureRoutes:
+    """The encoder outputs on their way to the per-modality heads (``heads``) and to the fusion head
+    (``fusion``). Both start as the same tensors; a plug-in's ``transform_features`` may replace entries of
+    either (detach for the fused path only, scale gradients, drop features) before the heads and fusion run.
+    ``features`` keeps the untouched encoder outputs (what :class:`ModelOutput` reports)."""
+
+    features: Dict[str, torch.Tensor]
+    heads: Dict[str, torch.Tensor] = field(default_factory=dict)
+    fusion: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.heads = self.heads or dict(self.features)
+        self.fusion = self.fusion or dict(self.features)
+
+
+FeatureTransform = Callable[[FeatureRoutes], None]
+
+
 class MultimodalNet(nn.Module):
-    """Any number of modalities (>= 1; fusion needs >= 2). ``encoders[m]``, ``heads[m]``, ``fusion``."""
+    """Any number of modalities (>= 1; fusion needs >= 2). ``encoders[m]``, ``heads[m]``, ``fusion``, and
+    ``extras``: modules a plug-in adds during training (``Trainer.add_module``), saved with the model."""
 
     def __init__(self, encoders: Dict[str, nn.Module], num_classes: int, fusion: Optional[nn.Module]):
         super().__init__()
@@ -40,18 +60,25 @@ class MultimodalNet(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict({m: nn.Linear(e.out_dim, num_classes) for m, e in encoders.items()})
         self.fusion = fusion
+        self.extras = nn.ModuleDict()
         self.num_classes = num_classes
 
     def encode(self, inputs: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return {m: self.encoders[m](inputs[m]) for m in self.modalities if m in inputs and inputs[m] is not None}
 
-    def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True) -> ModelOutput:
+    def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True,
+                transform: Optional[FeatureTransform] = None) -> ModelOutput:
         feats = self.encode(inputs)
-        logits = {m: self.heads[m](f) for m, f in feats.items()}
+        heads_in = fusion_in = feats
+        if transform is not None:
+            routes = FeatureRoutes(feats)
+            transform(routes)
+            heads_in, fusion_in = routes.heads, routes.fusion
+        logits = {m: self.heads[m](f) for m, f in heads_in.items()}
         n_pair = min(f.shape[0] for f in feats.values()) if feats else 0
         fused = None
         if fuse and self.fusion is not None and len(feats) == len(self.modalities) and n_pair > 0:
-            fused = self.fusion({m: f[:n_pair] for m, f in feats.items()})
+            fused = self.fusion({m: f[:n_pair] for m, f in fusion_in.items()})
         return ModelOutput(feats, logits, fused, n_pair)
 
     def encoder_parameters(self, modality: str):

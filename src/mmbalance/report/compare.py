@@ -188,7 +188,7 @@ def config_for(args, method: str, seed: int, out: Path, common: List[str],
 def plan_grid(args) -> List[Dict[str, Any]]:
     """Validate everything (names, overrides, method options, plug-in compatibility, existing folders)
     and return one entry per run with its config and status (``todo``, ``resume`` or ``complete``)."""
-    from ..engine.plugin import check_plugins
+    from ..engine.compat import check_plugins
     from ..methods import build_plugins
 
     methods = parse_methods(args.methods)

@@ -1,9 +1,9 @@
 """Where each method's own signals sit in ``metrics.jsonl`` (``plugins`` per epoch, ``steps`` per step).
 
 Every plot module reads them through :func:`signals`, with the *registered method name*, so the prefix a
-plug-in logs under is known in one place. Today a few plug-ins log under a short prefix
-(:data:`LEGACY_PREFIX`); once they log under their registered names, that mapping empties and nothing else
-changes.
+plug-in logs under is known in one place. Every plug-in logs under its registered name (the contract checks
+it); :data:`LEGACY_PREFIX` would map a method to another prefix (it held ``dus``, ``ogm`` and ``dr`` before
+the plug-ins were renamed: put them back to plot runs made before that).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping
 import yaml
 
 #: registered method name -> the prefix its plug-in logs under, where the two differ
-LEGACY_PREFIX: Dict[str, str] = {"dus-h": "dus", "dus-rl": "dus", "ogm-ge": "ogm", "diagnose-relearn": "dr"}
+LEGACY_PREFIX: Dict[str, str] = {}
 
 
 def prefix(method: str) -> str:

@@ -76,7 +76,7 @@ def main(args) -> int:
             print(f"  would run N_B={bs} lr={lr:g} seed={seed} -> {d}")
         return 0
     from ..engine import Trainer
-    from ..engine.trainer import NonFiniteLossError
+    from ..engine.losses import NonFiniteLossError
 
     from ..threads import apply as apply_threads
 

@@ -1,0 +1,43 @@
+"""Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
+weights over modality coalitions, and the probability a head gives the true class."""
+from __future__ import annotations
+
+import itertools
+import math
+from typing import FrozenSet, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def discrepancy_ratio(scores: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """``ρ_j = s_j / mean_{k≠j} s_k`` for every modality j (last dimension): ``ρ > 1`` means modality j
+    scores above the others. For two modalities this is the papers' ``s_a / s_v`` and ``s_v / s_a``
+    (OGM-GE, PMR, DUS); beyond two, the mean of the others is the reference [RECON]."""
+    m = scores.shape[-1]
+    if m < 2:
+        raise ValueError("a discrepancy ratio needs at least two modalities")
+    others = (scores.sum(-1, keepdim=True) - scores) / (m - 1)
+    return scores / others.clamp_min(eps)
+
+
+def true_class_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``softmax(z_i)[y_i]`` for every row ``i`` (``[n]``), computed in float32."""
+    return F.softmax(logits.float(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def shapley_weight(size: int, m: int) -> float:
+    """``|S|! (M - |S| - 1)! / M!``: the weight of a coalition S of ``size`` modalities (not containing the
+    modality being valued) among ``m`` modalities."""
+    return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+
+
+def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
+    """Every subset of ``modalities``, smallest first (the empty set included)."""
+    mods = list(modalities)
+    for r in range(len(mods) + 1):
+        for c in itertools.combinations(mods, r):
+            yield frozenset(c)
+
+
+__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "true_class_probability"]

@@ -1,0 +1,87 @@
+"""Plug-in helpers shared by the gradient-level methods: modulation windows, which encoder tensors a
+modulation touches, and where per-modality scores come from (shares of the fused head or the heads)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Dict, List, Optional
+
+import torch
+
+from ..engine.plugin import Plugin
+
+if TYPE_CHECKING:
+    from ..engine.trainer import Trainer
+    from ..models import ModelOutput
+
+PARAM_SETS = ("weights", "conv", "all")
+
+
+def check_window(plugin: Plugin) -> None:
+    """``modulation_ends`` (when set) must not come before ``modulation_starts``."""
+    starts, ends = plugin.modulation_starts, plugin.modulation_ends  # type: ignore[attr-defined]
+    if ends is not None and ends < starts:
+        raise plugin.option_error("modulation_ends", f"null or an integer >= modulation_starts ({starts})", ends)
+
+
+def in_window(epoch: int, starts: int, ends: Optional[int]) -> bool:
+    """``starts <= epoch <= ends`` (both inclusive, as the official ``modulation_starts <= epoch <=
+    modulation_ends``); ``ends=None`` means until the end of training."""
+    return epoch >= starts and (ends is None or epoch <= ends)
+
+
+def select_params(module: torch.nn.Module, which: str) -> List[torch.nn.Parameter]:
+    """Parameters of ``module`` that a gradient modulation touches.
+
+    ``weights``: tensors with >= 2 dimensions (conv and linear weights; not biases, not BN affine) [BB,
+    spec: "weights only, not biases"]; ``conv``: 4-D tensors only (the official CVPR code, which on MLP
+    encoders modulates nothing); ``all``: every parameter.
+    """
+    ps = [p for p in module.parameters() if p.requires_grad]
+    if which == "weights":
+        return [p for p in ps if p.dim() >= 2]
+    if which == "conv":
+        return [p for p in ps if p.dim() == 4]
+    if which == "all":
+        return ps
+    raise ValueError(f"parameter set must be one of {PARAM_SETS}, got {which!r}")
+
+
+def modality_shares(trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.Tensor]:
+    """Each modality's additive share of the fused logits on the paired rows (detached)."""
+    fusion = trainer.model.fusion
+    with torch.no_grad():
+        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
+        feats = {m: f.detach().float() for m, f in out.paired_features().items()}
+        return {m: z.float() for m, z in fusion.modality_logits(feats).items()}
+
+
+def require_score_source(trainer: "Trainer", plugin: Plugin, score_from: str) -> str:
+    """Resolve where per-modality logits come from (``auto`` -> fusion if it has shares, else heads); fail
+    at start-up with the option to change."""
+    fusion = trainer.model.fusion
+    name, method = trainer.cfg.model.fusion, plugin.name
+    if score_from == "auto":
+        score_from = "fusion" if hasattr(fusion, "modality_logits") else "heads"
+    if score_from == "fusion":
+        if fusion is None or not hasattr(fusion, "modality_logits"):
+            raise ValueError(
+                f"{method}: fusion {name!r} has no additive per-modality share of the fused logits "
+                f"(only 'concat' and 'sum' do), so method_args.{method}.score_from=fusion cannot score the "
+                f"modalities. Use model.fusion=concat or sum, or method_args.{method}.score_from=heads "
+                f"(the per-modality heads, trained with train.unimodal_loss_weight > 0).")
+        return "fusion"
+    if score_from == "heads":
+        if trainer.unimodal_loss_weight <= 0:
+            raise ValueError(
+                f"{method}: method_args.{method}.score_from=heads scores the modalities with the "
+                f"per-modality heads, but they are not trained (train.unimodal_loss_weight is "
+                f"{trainer.unimodal_loss_weight}); set train.unimodal_loss_weight=1 or stack with joint-aux")
+        return "heads"
+    raise plugin.option_error("score_from", "fusion, heads or auto", score_from)
+
+
+def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> List[str]:
+    """The active modalities that have an encoder; at least ``need`` of them, else a start-up error."""
+    mods = [m for m in trainer.active_modalities if m in trainer.model.encoders]
+    if len(mods) < need:
+        raise ValueError(f"{plugin.name} needs at least {need} modalities, got {mods}")
+    return mods
