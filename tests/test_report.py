@@ -118,19 +118,26 @@ def test_report_on_a_sweep_folder(tmp_path):
     assert "N_B=32 lr=0.05" in (tmp_path / "r2" / "report.html").read_text()
 
 
-def test_plot_modules_read_signals_under_the_registered_name_after_one_change(tmp_path, monkeypatch):
-    """The plug-in rename (dus/ -> dus-h/) is one change in report/logkeys.py."""
+def test_plot_modules_read_signals_under_the_registered_name_through_one_helper(tmp_path, monkeypatch):
+    """Plot modules read a method's signals under its registered name (dus-h/...), through report/logkeys.py;
+    one entry there maps a method to another prefix (e.g. runs logged before the plug-ins were renamed)."""
     from mmbalance.report import logkeys, plots_dus
 
-    recs = [{"epoch": e, "train": {}, "val": {"acc": 0.5, "modality_acc": {"a": 0.4, "b": 0.3}},
-             "plugins": {"dus-h/rho/a": 1.1, "dus-h/rho/b": 0.9},
-             "steps": {"dus-h/n/a": [30, 32], "dus-h/n/b": [34, 32], "dus-h/s_hat/a": [0.1, 0.2],
-                       "dus-h/s_hat/b": [0.1, 0.15]}} for e in range(3)]
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (run / "config.yaml").write_text("method: dus-h\n")
-    assert plots_dus.plot(run, tmp_path / "old") == []  # today DUS logs under dus/
-    monkeypatch.setattr(logkeys, "LEGACY_PREFIX", {})
-    assert [p.name for p in plots_dus.plot(run, tmp_path / "new")] == ["dus_batch_sizes.png", "dus_scores.png"]
+    def run_with(prefix, name):
+        recs = [{"epoch": e, "train": {}, "val": {"acc": 0.5, "modality_acc": {"a": 0.4, "b": 0.3}},
+                 "plugins": {f"{prefix}/rho/a": 1.1, f"{prefix}/rho/b": 0.9},
+                 "steps": {f"{prefix}/n/a": [30, 32], f"{prefix}/n/b": [34, 32], f"{prefix}/s_hat/a": [0.1, 0.2],
+                           f"{prefix}/s_hat/b": [0.1, 0.15]}} for e in range(3)]
+        run = tmp_path / name
+        run.mkdir()
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+        (run / "config.yaml").write_text("method: dus-h\n")
+        return run, recs
+
+    new, recs = run_with("dus-h", "new")
+    old, _ = run_with("dus", "old")
+    assert [p.name for p in plots_dus.plot(new, tmp_path / "p1")] == ["dus_batch_sizes.png", "dus_scores.png"]
     assert logkeys.signals(recs[0], "dus-h") == {"rho/a": 1.1, "rho/b": 0.9}
+    assert plots_dus.plot(old, tmp_path / "p2") == []  # old key names are not guessed ...
+    monkeypatch.setattr(logkeys, "LEGACY_PREFIX", {"dus-h": "dus"})  # ... one mapping reads them
+    assert [p.name for p in plots_dus.plot(old, tmp_path / "p3")] == ["dus_batch_sizes.png", "dus_scores.png"]
