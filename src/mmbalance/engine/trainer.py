@@ -323,6 +323,13 @@ class Trainer:
     def fit(self, resume: bool = False) -> Dict[str, Any]:
         """Run the stages and ``train.epochs`` epochs (continuing from ``last.pt`` if ``resume``), then
         summarise the checkpoint selected on validation."""
+        self.begin(resume)
+        while self.epoch < self.cfg.train.epochs and not self.stop_training:
+            self.fit_epoch()
+        return self.end()
+
+    def begin(self, resume: bool = False) -> None:
+        """Everything before the first main epoch: resume, the run folder, ``on_fit_start``, the stages."""
         if self.out is not None:
             if resume and (self.out / "last.pt").exists():  # every rank loads the same state
                 self.load_state(load_checkpoint(self.out / "last.pt"))
@@ -330,37 +337,41 @@ class Trainer:
             if self.is_main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.out / "config.yaml", config_yaml(self.cfg, self.splits, self.splits_from_python))
-        t0 = time.time() - self.wall_time
+        self._t0 = time.time() - self.wall_time
         self.call("on_fit_start")
         for p in self.plugins:
             for stage in p.stages(self):
-                self._run_stage(stage, t0)
-        for epoch in range(self.epoch, self.cfg.train.epochs):
-            self.epoch = epoch
-            clock = Clock(self.device)
-            self.call("on_epoch_start", epoch)
-            record: Record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            t_start = clock.lap()
-            record["train"] = self.train_epoch(epoch)
-            record["train"]["time_s"] = t_train = clock.lap()
-            record["val"] = self.evaluate("val")
-            record["test"] = self.evaluate("test")
-            self.call("after_evaluate", epoch, record)  # selection, before any plug-in changes weights (D&R)
-            t_eval = clock.lap()
-            self.call("on_epoch_end", epoch, record)
-            record["time"] = {"epoch_start": t_start, "train": t_train, "eval": t_eval, "epoch_end": clock.lap()}
-            record["plugins"], steps = self.epoch_log.flush()
-            if steps:
-                record["steps"] = steps
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.history.append(record)
-            self.epoch = epoch + 1
-            self.wall_time = time.time() - t0
-            self.call("on_record", record)
-            if self.stop_training:
-                break
-        self.wall_time = time.time() - t0
+                self._run_stage(stage, self._t0)
+
+    def fit_epoch(self) -> Record:
+        """One main epoch (``self.epoch``): training, evaluation, the epoch-end events, the final record."""
+        epoch = self.epoch
+        clock = Clock(self.device)
+        self.call("on_epoch_start", epoch)
+        record: Record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        t_start = clock.lap()
+        record["train"] = self.train_epoch(epoch)
+        record["train"]["time_s"] = t_train = clock.lap()
+        record["val"] = self.evaluate("val")
+        record["test"] = self.evaluate("test")
+        self.call("after_evaluate", epoch, record)  # selection, before any plug-in changes weights (D&R)
+        t_eval = clock.lap()
+        self.call("on_epoch_end", epoch, record)
+        record["time"] = {"epoch_start": t_start, "train": t_train, "eval": t_eval, "epoch_end": clock.lap()}
+        record["plugins"], steps = self.epoch_log.flush()
+        if steps:
+            record["steps"] = steps
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.history.append(record)
+        self.epoch = epoch + 1
+        self.wall_time = time.time() - self._t0
+        self.call("on_record", record)
+        return record
+
+    def end(self) -> Dict[str, Any]:
+        """After the last epoch: ``on_fit_end`` (the summary of the selected checkpoint) and the summary."""
+        self.wall_time = time.time() - self._t0
         self.call("on_fit_end")
         return self.summary
 
