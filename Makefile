@@ -22,6 +22,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+	$(PY) -m pytest -m e2e  # every README/docs snippet and the README demo table (~2-3 min on 2 idle cores)
 
 test-all: install
 	$(PY) -m pytest -m ''

@@ -101,13 +101,15 @@ def image_sources(grid: Path) -> Dict[str, str]:
     """For each README image, the numbers it is drawn from (what its PNG text chunk must say)."""
     from mmbalance.report.compare import aggregate_grid
     from mmbalance.report.plots import read_metrics
+    from mmbalance.report.plots_dus import step_series
 
     agg = aggregate_grid(grid)
     acc = {m: [round(v, 6) for v in agg["results"][m]["test"]["acc"]["values"]] for m in agg["methods"]}
-    steps = [{k: v for k, v in (r.get("steps") or {}).items()} for r in read_metrics(grid / "dus-h" / "seed0")]
-    digest = hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()
+    # the plotted series (per-modality batch size at every step), not the log keys they are stored under
+    sizes = {m: [int(x) for x in v] for m, v in step_series(read_metrics(grid / "dus-h" / "seed0"))[0]["n"].items()}
+    digest = hashlib.sha256(json.dumps(sizes, sort_keys=True).encode()).hexdigest()
     return {"demo_test_acc.png": json.dumps({"test_acc": acc}, sort_keys=True),
-            "demo_dus_batch_sizes.png": json.dumps({"dus-h/seed0 steps sha256": digest}, sort_keys=True)}
+            "demo_dus_batch_sizes.png": json.dumps({"dus-h/seed0 batch sizes sha256": digest}, sort_keys=True)}
 
 
 def png_source(path: Path) -> Optional[str]:

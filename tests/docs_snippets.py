@@ -91,6 +91,11 @@ def _first(value: str) -> str:
 
 def tiny_argv(argv: List[str]) -> List[str]:
     """The documented rewrite of a ``mmbalance`` command line (module docstring)."""
+    lead = 0  # global options before the command (--import FILE)
+    while lead < len(argv) and argv[lead].startswith("--import"):
+        lead += 1 if "=" in argv[lead] else 2
+    if lead:
+        return list(argv[:lead]) + tiny_argv(list(argv[lead:]))
     if not argv or argv[0] not in ("train", "compare", "sweep", "eval"):
         return list(argv)
     caps = {"--epochs": lambda v: str(min(int(v), TINY_EPOCHS)), "--seeds": _first, "--batch-sizes": _first,

@@ -1,6 +1,9 @@
 """The documentation runs: every shell and Python snippet of README.md and docs/ (rules and tiny settings:
 ``tests/docs_snippets.py``). A snippet that cannot run here carries a skip marker with its reason; the test
-counts them, so a skip cannot hide."""
+counts them, so a skip cannot hide.
+
+The snippet runs are marked ``e2e`` (~1.5 min on 2 idle cores): ``make test`` runs them as its second step
+(``pytest -m e2e``); a plain ``pytest`` runs only the inventory check below."""
 import re
 
 import pytest
@@ -31,6 +34,7 @@ def _run_file(runner, path, with_slow):
     return ran
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("path", FILES, ids=[str(f.relative_to(REPO)) for f in FILES])
 def test_snippets_run(runner, path):
     ran = _run_file(runner, path, with_slow=False)

@@ -7,6 +7,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,6 +40,7 @@ def readme_table(block: str):
     return split(md[0]), [split(l) for l in md[2:]]
 
 
+@pytest.mark.e2e
 def test_readme_demo_table_and_images_are_what_make_demo_prints(tmp_path):
     U = _script()
     grid = tmp_path / "demo"
