@@ -11,8 +11,9 @@ import pytest
 from docs_snippets import REPO, SHOWN, Runner, doc_files, inventory, snippets
 
 FILES = [f for f in doc_files() if any(s.runnable for s in snippets(f))]
-#: what a snippet may be skipped for: data that must be on disk, a GPU, a network install, `make` itself
-SKIP_REASONS = re.compile(r"paper dataset|GPU|installs|make |CREMA-D|several machines")
+#: what a snippet may be skipped for: data that must be on disk, a GPU, a network install, `make` itself, or
+#: hours of full-size runs (whose pipeline a test runs on a tiny spec)
+SKIP_REASONS = re.compile(r"paper dataset|GPU|installs|make |CREMA-D|several machines|hours")
 
 
 @pytest.fixture(scope="module")
