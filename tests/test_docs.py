@@ -57,5 +57,5 @@ def test_every_fence_is_tagged_and_every_skip_says_why():
             assert s.runnable or s.lang in SHOWN, f"{s}: unknown fence language {s.lang!r}"
             if s.mark == "skip":
                 assert SKIP_REASONS.search(s.reason), f"{s}: skip reason {s.reason!r} is not one of the allowed kinds"
-    assert counts["run"] >= 20 and counts["skip"] <= 16, counts  # a flood of new skips must show up here
+    assert counts["run"] >= 24 and counts["skip"] <= 17, counts  # a new skip must be counted in here, on purpose
     print(f"\ndocs snippets: {counts}")
