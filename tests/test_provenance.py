@@ -13,7 +13,7 @@ import mmbalance
 from mmbalance import Config, Trainer
 from mmbalance.cli import main
 from mmbalance.data import from_arrays
-from mmbalance.provenance import collect, data_fingerprint, dataset_label, git_state, sample_indices
+from mmbalance.provenance import collect, dataset_label, describe_data, git_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,23 +114,29 @@ def test_git_state_only_for_this_package_in_its_own_checkout(tmp_path):
     assert git_state(other / "pkg") is None  # a checkout, but not of mmbalance (e.g. a venv inside a repo)
 
 
-def test_fingerprint_changes_with_the_data_and_only_with_it():
+def test_recorded_data_and_its_fingerprint_change_with_the_data_and_only_with_it():
     inputs, y = arrays()
-    fp = data_fingerprint(from_arrays(inputs, y))
-    assert fp == data_fingerprint(from_arrays(*arrays()))  # same data, same fingerprint
-    assert fp["train"]["shapes"] == {"audio": [10], "video": [6]} and fp["train"]["sampled"] == 32
+    d = describe_data(from_arrays(inputs, y))
+    assert d == describe_data(from_arrays(*arrays()))  # same data, same record
+    assert d["modalities"] == ["audio", "video"] and d["train"]["shapes"] == {"audio": [10], "video": [6]}
+    assert d["train"]["n"] + d["val"]["n"] + d["test"]["n"] == len(y) and d["fingerprint"].startswith("sha256:")
     other_labels = y.copy()
-    other_labels[[0, 1]] = other_labels[[1, 0]] if other_labels[0] != other_labels[1] else (other_labels[0] + 1) % 3
-    changed = data_fingerprint(from_arrays(inputs, other_labels))
-    assert changed["id"] != fp["id"]
-    # one input value of a sampled sample (index 0 of the train split is always sampled)
+    i = int(np.argmax(other_labels != other_labels[0]))
+    other_labels[[0, i]] = other_labels[[i, 0]]  # two samples of different classes swap labels
+    assert describe_data(from_arrays(inputs, other_labels))["fingerprint"] != d["fingerprint"]
     splits = from_arrays(inputs, y)
-    splits.train.inputs["video"][0, 0] += 1.0
-    fp2 = data_fingerprint(splits)
-    assert fp2["train"]["inputs_sha256"]["video"] != fp["train"]["inputs_sha256"]["video"]
-    assert fp2["train"]["inputs_sha256"]["audio"] == fp["train"]["inputs_sha256"]["audio"]
-    assert fp2["train"]["labels_sha256"] == fp["train"]["labels_sha256"] and fp2["id"] != fp["id"]
-    assert sample_indices(5) == [0, 1, 2, 3, 4] and sample_indices(1000, 4) == [0, 333, 666, 999]
+    splits.train.inputs["video"][0, 0] += 1.0  # one value of a sampled input (the first sample always is)
+    assert describe_data(splits)["fingerprint"] != d["fingerprint"]
+    assert describe_data(splits, fingerprint="sha256:given")["fingerprint"] == "sha256:given"
+
+
+def test_summary_records_the_fingerprint_the_trainer_checks_on_resume(tmp_path):
+    out = tmp_path / "run"
+    cfg = Config().override(["data.name=synthetic", "train.epochs=1", "log.tensorboard=false", "train.progress=false",
+                             "eval.probe=false", f"out={out}"])
+    t = Trainer(cfg)
+    summary = t.fit()
+    assert summary["provenance"]["data"]["fingerprint"] == t.data_fingerprint
 
 
 def test_provenance_never_loses_a_run():

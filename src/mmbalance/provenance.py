@@ -7,8 +7,6 @@ whose config's ``data`` section describes nothing that was used; :func:`config_y
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 import subprocess
 import sys
@@ -16,16 +14,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-import numpy as np
 import torch
 import yaml
 
 from . import __version__
 from .config import Config
 from .data.base import Splits, sample_shape
+from .data.fingerprint import data_fingerprint
 
-#: samples per split whose inputs are hashed (evenly spaced over the split, first and last included)
-SAMPLE_SIZE = 32
 #: reported even when the installed metadata cannot say what mmbalance depends on
 _CORE_PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "torchmetrics", "matplotlib", "PyYAML")
 #: what a label says for splits handed to the Trainer instead of built from ``cfg.data``
@@ -83,68 +79,15 @@ def package_versions() -> Dict[str, str]:
 
 
 # ---------------------------------------------------------------------------- data
-def sample_indices(n: int, k: int = SAMPLE_SIZE) -> List[int]:
-    """``min(n, k)`` distinct indices spread evenly over ``range(n)`` (first and last included)."""
-    if n <= 0:
-        return []
-    return sorted({int(round(x)) for x in np.linspace(0, n - 1, min(n, k))})
-
-
-def _sha256(chunks: Sequence[bytes]) -> str:
-    h = hashlib.sha256()
-    for c in chunks:
-        h.update(c)
-    return h.hexdigest()
-
-
-def _tensor_bytes(x: torch.Tensor) -> bytes:
-    x = x.detach().cpu().contiguous()
-    head = f"{x.dtype}{tuple(x.shape)}".encode()
-    return head + x.view(torch.uint8).numpy().tobytes() if x.numel() else head
-
-
-def _eval_inputs(src, indices: List[int], modality: str) -> torch.Tensor:
-    """The evaluation inputs the model would see for ``indices`` (no training augmentation)."""
-    idx = torch.as_tensor(indices, dtype=torch.long)
-    if hasattr(src, "get_batch"):
-        x = src.get_batch(idx, modality)
-    else:
-        x = torch.stack([src.load(i, modality) if hasattr(src, "load") else src[i]["inputs"][modality]
-                         for i in indices])
-    if hasattr(src, "batch_transform"):
-        x = src.batch_transform(modality, x, False)
-    return x
-
-
-def split_fingerprint(src, k: int = SAMPLE_SIZE) -> Dict[str, Any]:
-    """Size, modality shapes, a hash of every label and a hash per modality of ``k`` evenly spaced samples'
-    evaluation inputs of one split."""
-    labels = torch.as_tensor(src.labels).long().reshape(-1)
-    idx = sample_indices(len(labels), k)
-    was_train = getattr(src, "train", None)
-    if hasattr(src, "set_train"):
-        src.set_train(False)  # evaluation transforms are deterministic; training ones are random
-    try:
-        inputs = {m: _sha256([_tensor_bytes(_eval_inputs(src, idx, m))]) for m in src.modalities}
-    finally:
-        if hasattr(src, "set_train") and isinstance(was_train, bool):
-            src.set_train(was_train)
-    return {
-        "n": int(len(labels)),
-        "shapes": {m: list(sample_shape(src, m)) for m in src.modalities},
-        "labels_sha256": _sha256([_tensor_bytes(labels.to(torch.int64))]),
-        "sampled": len(idx),
-        "inputs_sha256": inputs,
-    }
-
-
-def data_fingerprint(splits: Splits, k: int = SAMPLE_SIZE) -> Dict[str, Any]:
-    """Per split :func:`split_fingerprint`, plus ``id``: a short hash of all of it (equal ids, equal data as far
-    as the fingerprint can tell)."""
-    out: Dict[str, Any] = {"modalities": list(splits.train.modalities)}
+def describe_data(splits: Splits, fingerprint: Optional[str] = None) -> Dict[str, Any]:
+    """The data as recorded: modality names, per split its size and input shapes, and ``fingerprint``, the
+    content fingerprint the trainer checks on resume (:func:`mmbalance.data.fingerprint.data_fingerprint`:
+    sizes, labels and a sample of inputs; computed here when not given)."""
+    out: Dict[str, Any] = {"fingerprint": fingerprint or data_fingerprint(splits),
+                           "modalities": list(splits.train.modalities)}
     for name in ("train", "val", "test"):
-        out[name] = split_fingerprint(splits[name], k)
-    out["id"] = hashlib.sha256(json.dumps(out, sort_keys=True).encode()).hexdigest()[:16]
+        src = splits[name]
+        out[name] = {"n": len(src), "shapes": {m: list(sample_shape(src, m)) for m in src.modalities}}
     return out
 
 
@@ -172,6 +115,11 @@ def config_yaml(cfg: Config, splits: Optional[Splits] = None, from_python: bool 
     return header + yaml.safe_dump(config_dict(cfg, True), sort_keys=False)
 
 
+def recorded_config(cfg: Config, from_python: bool = False) -> Config:
+    """The config as ``config.yaml`` records it (what a resume compares with)."""
+    return Config.from_dict(config_dict(cfg, True)) if from_python else cfg
+
+
 def config_dict(cfg: Config, from_python: bool = False, with_out: bool = True) -> Dict[str, Any]:
     """The resolved config as recorded; ``data.name`` is None when the data was passed from Python. Without
     ``with_out`` the run folder is left out (the summary lives in it; two identical runs then record the same)."""
@@ -184,10 +132,11 @@ def config_dict(cfg: Config, from_python: bool = False, with_out: bool = True) -
 
 
 # ---------------------------------------------------------------------------- everything
-def collect(cfg: Config, splits: Splits, argv: Optional[Sequence[str]] = None,
-            from_python: bool = False) -> Dict[str, Any]:
+def collect(cfg: Config, splits: Splits, argv: Optional[Sequence[str]] = None, from_python: bool = False,
+            fingerprint: Optional[str] = None) -> Dict[str, Any]:
     """The provenance of a run: mmbalance version, git commit (None outside a checkout), the command line,
-    the resolved config (without ``out``), package versions and a fingerprint of the data.
+    the resolved config (without ``out``), package versions and the data (sizes, shapes and the content
+    fingerprint ``fingerprint``, the trainer's, or computed).
 
     Never raises: a part that cannot be determined (e.g. a custom data source that cannot be read back)
     is recorded as ``{"error": ...}`` so that a finished run still gets its summary."""
@@ -205,9 +154,9 @@ def collect(cfg: Config, splits: Splits, argv: Optional[Sequence[str]] = None,
         "data_source": "python" if from_python else "config",
         "config": config_dict(cfg, from_python, with_out=False),
         "packages": safe(package_versions),
-        "data": safe(data_fingerprint, splits),
+        "data": safe(describe_data, splits, fingerprint),
     }
 
 
-__all__ = ["collect", "dataset_label", "config_yaml", "config_dict", "data_fingerprint", "split_fingerprint", "git_state",
-           "package_versions", "sample_indices", "FROM_PYTHON"]
+__all__ = ["collect", "dataset_label", "config_yaml", "config_dict", "recorded_config", "describe_data", "git_state",
+           "package_versions", "FROM_PYTHON"]

@@ -110,7 +110,7 @@ def provenance_section(page: Page, summaries: Sequence[Mapping[str, Any]], comma
     data = [p.get("data") or {} for p in provs]
     labels = [str(p.get("dataset")) for p in provs]
     facts.append(("dataset", _counted(labels)))
-    ids = [str(d.get("id", d.get("error", "?"))) for d in data]
+    ids = [str(d.get("fingerprint", d.get("error", "?"))) for d in data]
     facts.append(("data fingerprint", _counted(ids)))
     d0 = next((d for d in data if "train" in d), None)
     if d0:
@@ -128,9 +128,9 @@ def provenance_section(page: Page, summaries: Sequence[Mapping[str, Any]], comma
         page.warn("Runs naming the same dataset saw different data (different fingerprints): their results are "
                   "not comparable as they stand.")
     _packages_table(page, [p.get("packages") or {} for p in provs])
-    page.para("Data fingerprint: a hash over every split's size, input shapes, all labels and the evaluation "
-              "inputs of 32 evenly spaced samples per split; equal fingerprints mean the same data as far as "
-              "that sample can tell.")
+    page.para("Data fingerprint: a SHA-256 over every split's size, modality names and labels and the inputs of "
+              "8 evenly spaced samples per split and modality (the fingerprint a resume checks); equal "
+              "fingerprints mean the same data as far as that sample can tell.")
     if config is not None:
         page.code(yaml.safe_dump(dict(config), sort_keys=False),
                   summary=f"resolved config{(' of ' + config_label) if config_label else ''} (click to show)",
