@@ -9,8 +9,9 @@ import argparse
 
 from .config import ConfigError
 
-HELP = ("CPU threads for torch and for the BLAS/OpenMP pools of scikit-learn (the linear probe); default: the "
-        "libraries' own choice. Small CPU models run fastest with 1, and much faster on a busy machine")
+HELP = ("CPU threads for torch and for the BLAS/OpenMP pools of scikit-learn (the linear probe), per run (compare "
+        "--jobs: per worker; without it each worker takes its share of the cores); default: the libraries' own "
+        "choice. Small CPU models run fastest with 1, and much faster on a busy machine")
 
 
 def add_argument(p: argparse.ArgumentParser) -> None:
