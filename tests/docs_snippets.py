@@ -76,7 +76,7 @@ def snippets(path: Path) -> List[Snippet]:
     out = []
     for m in _FENCE.finditer(text):
         line = text[: m.start()].count("\n") + 1
-        before = [l for l in text[: m.start()].splitlines() if l.strip()][-1:]
+        before = [line for line in text[: m.start()].splitlines() if line.strip()][-1:]
         mk = _MARKER.match(before[0]) if before else None
         out.append(Snippet(str(path.relative_to(REPO)), line, m.group(1).strip().lower(), m.group(2),
                            mk.group(1) if mk else None, mk.group(2) if mk else ""))
@@ -255,7 +255,8 @@ def _warm_up() -> None:
     plot_modules()
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         run = str(Path(tmp) / "run")
-        main(["train", "--dataset", "synthetic", "--method", "diagnose-relearn", "--out", run, *tiny_argv(["train"])[1:],
+        main(["train", "--dataset", "synthetic", "--method", "diagnose-relearn", "--out", run,
+              *tiny_argv(["train"])[1:],
               "data.options.n=120", "method_args.diagnose-relearn.reinit_every=1"])
         main(["eval", run, "--threads", "1"])
         main(["report", run])

@@ -30,7 +30,8 @@ def _run_file(runner, path, with_slow):
         if not snip.runnable or snip.mark == "skip" or (snip.mark == "slow" and not with_slow):
             continue
         res = runner.run(snip, cwd)
-        assert res.returncode == 0, f"{snip} failed (exit {res.returncode}):\n{snip.code}\n--- output ---\n{res.stdout[-6000:]}"
+        assert res.returncode == 0, (f"{snip} failed (exit {res.returncode}):\n{snip.code}\n--- output ---\n"
+                                     f"{res.stdout[-6000:]}")
         ran += 1
     return ran
 

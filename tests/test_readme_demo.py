@@ -22,10 +22,10 @@ def _script():
 def printed_table(text: str):
     """(headers, rows) of the first fixed-width table `compare` printed (columns cut at the dash rule)."""
     lines = text.splitlines()
-    i = next(k for k, l in enumerate(lines) if l.startswith("method") and "test acc (%)" in l)
+    i = next(k for k, line in enumerate(lines) if line.startswith("method") and "test acc (%)" in line)
     spans = [m.span() for m in re.finditer(r"-+", lines[i + 1])]
-    cut = lambda l: [l[a: (spans[j + 1][0] if j + 1 < len(spans) else None)].strip()  # noqa: E731
-                     for j, (a, _) in enumerate(spans)]
+    cut = lambda row: [row[a: (spans[j + 1][0] if j + 1 < len(spans) else None)].strip()  # noqa: E731
+                       for j, (a, _) in enumerate(spans)]
     rows = []
     for line in lines[i + 2:]:
         if not line.strip() or len(line) > len(lines[i + 1]):  # a blank line or the notes under the table
@@ -35,9 +35,9 @@ def printed_table(text: str):
 
 
 def readme_table(block: str):
-    md = [l for l in block.splitlines() if l.startswith("|")]
-    split = lambda l: [c.strip() for c in l.strip().strip("|").split("|")]  # noqa: E731
-    return split(md[0]), [split(l) for l in md[2:]]
+    md = [line for line in block.splitlines() if line.startswith("|")]
+    split = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]  # noqa: E731
+    return split(md[0]), [split(row) for row in md[2:]]
 
 
 @pytest.mark.e2e

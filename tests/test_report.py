@@ -35,7 +35,8 @@ def test_grid_report_has_provenance_config_diff_imbalance_and_captions(grid, tmp
 
     # provenance: the grid's command, the code version, the data fingerprint, package versions, the config
     assert "<h2>Provenance</h2>" in page and "mmbalance compare --methods joint,joint-aux,ogm-ge+dus-h" in page
-    fingerprint = json.loads((grid / "joint" / "seed0" / "summary.json").read_text())["provenance"]["data"]["fingerprint"]
+    summary = json.loads((grid / "joint" / "seed0" / "summary.json").read_text())
+    fingerprint = summary["provenance"]["data"]["fingerprint"]
     assert fingerprint.startswith("sha256:")
     assert f"<dd>{fingerprint}</dd>" in page and f"<dd>{mmbalance.__version__}</dd>" in page
     assert "<td>torch</td>" in page and "resolved config of joint" in page and "```yaml" in md

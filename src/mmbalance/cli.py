@@ -195,7 +195,8 @@ def cmd_eval(args) -> int:
     if cfg.data.name is None:  # written so for data passed in from Python (provenance.config_yaml)
         raise ValueError(f"{run} was trained on data passed from Python (Trainer(cfg, splits=...)), which "
                          f"`mmbalance eval` cannot rebuild: evaluate it in Python with the same splits, "
-                         f"Trainer(Config.from_yaml('{run / 'config.yaml'}'), splits=...) and load_checkpoint('{path}')")
+                         f"Trainer(Config.from_yaml('{run / 'config.yaml'}'), splits=...) and "
+                         f"load_checkpoint('{path}')")
     # likewise the extension modules the run's config names are imported only if this command names them too
     unconfirmed = [p for p in cfg.plugins if p not in IMPORTS]
     if unconfirmed:

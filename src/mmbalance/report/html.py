@@ -50,7 +50,8 @@ def _ci_width_note(ns: List[int]) -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Write report.html (self-contained: images embedded) and report.md (+ PNGs) for a run "
                      "folder, a grid folder made by `mmbalance compare`, or a sweep folder made by `mmbalance sweep`.")
-    p.add_argument("path", metavar="RUN_GRID_OR_SWEEP", help="a run folder (has metrics.jsonl), a grid or a sweep folder")
+    p.add_argument("path", metavar="RUN_GRID_OR_SWEEP",
+                   help="a run folder (has metrics.jsonl), a grid or a sweep folder")
     p.add_argument("--out", help="output folder (default: RUN_GRID_OR_SWEEP/report)")
     p.add_argument("--title", help="page title")
 
@@ -125,7 +126,8 @@ def _modalities(dirs: List[Path]) -> List[str]:
     for d in dirs:
         s = _read_json(d / "summary.json") or {}
         recs = P.read_metrics(d)[-1:]
-        mods += list(s.get("modalities") or []) + [m for r in recs for m in ((r.get("val") or {}).get("modality_acc") or {})]
+        mods += list(s.get("modalities") or [])
+        mods += [m for r in recs for m in ((r.get("val") or {}).get("modality_acc") or {})]
     return list(dict.fromkeys(mods))
 
 
@@ -270,7 +272,8 @@ def _sweep_report(sweep_dir: Path, page: Page) -> None:
               f"{esc(sizes)} × learning rates {esc([f'{lr:g}' for lr in lrs])} × seeds {esc(seeds)}; "
               f"{done}/{len(sizes) * len(lrs) * len(seeds)} runs complete.",
               f"Sweep folder `{sweep_dir}`: **{method}**, batch sizes N_B {sizes} × learning rates "
-              f"{[f'{lr:g}' for lr in lrs]} × seeds {seeds}; {done}/{len(sizes) * len(lrs) * len(seeds)} runs complete.")
+              f"{[f'{lr:g}' for lr in lrs]} × seeds {seeds}; {done}/{len(sizes) * len(lrs) * len(seeds)} runs "
+              f"complete.")
     configs = {c: cfg for c, cfg in ((c, _config(ds[0])) for c, ds in cells.items()) if cfg is not None}
     provenance_section(page, summaries, config=next(iter(configs.values()), None),
                        config_label=f"{next(iter(configs), '')} (lowest seed)")
@@ -280,7 +283,8 @@ def _sweep_report(sweep_dir: Path, page: Page) -> None:
     page.para("Test accuracy of the checkpoint selected on validation, mean ± sample std over seeds; the best cell "
               "is chosen on validation accuracy, never on test.")
     page.table(["N_B", "lr", "runs", "test acc (%)", "val acc (%)", "head acc (%, test)"],
-               [[str(c["batch_size"]), f"{c['lr']:g}", f"{c['n']}" + (f" ({c['failed']} diverged)" if c["failed"] else ""),
+               [[str(c["batch_size"]), f"{c['lr']:g}",
+                 f"{c['n']}" + (f" ({c['failed']} diverged)" if c["failed"] else ""),
                  _pm(c["test_acc_mean"], c["test_acc_std"]), _pm(c["val_acc_mean"], c["val_acc_std"]),
                  ", ".join(f"{m} {100 * a:.1f}" for m, a in c["head_acc_mean"].items())] for c in table["cells"]])
     ranked = sorted((c for c in table["cells"] if c["n"]), key=lambda c: -c["val_acc_mean"])

@@ -69,7 +69,8 @@ def imbalance_panel(groups: Mapping[str, Sequence[List[Dict[str, Any]]]], gaps: 
     for i, label in enumerate(rows):
         runs = [r for r in groups[label] if r]
         ax_head, ax_share, ax_gap = axes[i]
-        for ax, key, what in ((ax_head, "modality_acc", "own head"), (ax_share, "share_acc", "share of the fused head")):
+        for ax, key, what in ((ax_head, "modality_acc", "own head"),
+                              (ax_share, "share_acc", "share of the fused head")):
             drawn = [_curve(ax, runs, key, m, colors[m], split) for m in modalities]
             if not any(drawn):
                 ax.text(0.5, 0.5, "not logged" + (" (fusion without per-modality shares)" if key == "share_acc"

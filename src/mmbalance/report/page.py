@@ -18,7 +18,8 @@ color:#222;line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #ddd;padding-bottom:.3em}h2{margin-top:1.6em;border-bottom:1px solid #eee}
 table{border-collapse:collapse;margin:.8em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.3em .6em}
 th{background:#f4f4f4}td{text-align:right}td:first-child{text-align:left;font-weight:600}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#444;max-width:60em}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.85em;color:#444;max-width:60em}
 code{background:#f4f4f4;padding:0 .2em}.warn{color:#a00}.meta{color:#777;font-size:.85em}
 pre{background:#f7f7f7;border:1px solid #e4e4e4;padding:.6em;overflow-x:auto;font-size:.85em}
 details{margin:.6em 0}summary{cursor:pointer;color:#245}

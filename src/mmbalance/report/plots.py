@@ -146,7 +146,8 @@ def modality_curves(curves: Mapping[str, Sequence[List[Dict[str, Any]]]], modali
             if panel == "fused":
                 mat = _epoch_matrix(runs, lambda rec: (rec.get(split) or {}).get("acc"))
             else:
-                mat = _epoch_matrix(runs, lambda rec, p=panel: ((rec.get(split) or {}).get("modality_acc") or {}).get(p))
+                mat = _epoch_matrix(runs, lambda rec, p=panel:
+                                    ((rec.get(split) or {}).get("modality_acc") or {}).get(p))
             if np.all(np.isnan(mat)):
                 continue
             mean, std = _nanmean_std(mat)
