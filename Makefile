@@ -32,6 +32,7 @@ check: install
 
 test: check
 	$(PY) -m pytest
+	$(PY) -m pytest -m e2e  # every README/docs snippet and the README demo table (~2-3 min on 2 idle cores)
 
 test-all: check
 	$(PY) -m pytest -m ''

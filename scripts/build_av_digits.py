@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import math
 import multiprocessing as mp
 import sys
 from pathlib import Path
@@ -225,7 +226,7 @@ def build_arrays() -> dict[str, np.ndarray]:
         with torch.no_grad():
             feats = log_mel(torch.from_numpy(wave), SAMPLE_RATE, n_fft=N_FFT, hop_length=HOP_LENGTH, n_mels=N_MELS)
         feats = feats.numpy()[:, None]  # [N, 1, n_mels, frames], float64
-        mean, std = feats.mean(), feats.std()
+        mean, std = exact_mean_std(feats)
         arrays[f"audio_{preset}"] = ((feats - mean) / std).astype(np.float16)
         arrays[f"audio_{preset}_mean"] = np.float64(mean)
         arrays[f"audio_{preset}_std"] = np.float64(std)
@@ -234,6 +235,15 @@ def build_arrays() -> dict[str, np.ndarray]:
     arrays["pitch"] = np.array([job[3] for job in jobs], dtype=np.int16)
     arrays["build_config"] = np.array(json.dumps(build_config(), sort_keys=True))
     return arrays
+
+
+def exact_mean_std(x: np.ndarray) -> tuple[float, float]:
+    """Mean and (ddof=0) std with exactly rounded sums (``math.fsum``): unlike ``ndarray.mean``, whose
+    pairwise/SIMD summation order changed between numpy versions (a 1-ulp difference in the stored mean made
+    ``--check`` fail), the result depends only on the values."""
+    flat = x.ravel()
+    mean = math.fsum(flat) / flat.size
+    return mean, math.sqrt(math.fsum((flat - mean) ** 2) / flat.size)
 
 
 def build_config() -> dict:

@@ -441,7 +441,7 @@ def test_eval_does_not_inherit_trust_pickle_from_the_run_folder(tmp_path, capsys
                    "--trust-pickle", *QUIET)[0] == 0
     rc, _, err = run_cli(capsys, "eval", run)  # a shared run folder cannot opt in for the reader
     assert_one_error_line(rc, err, "mosi_data.pkl", "--trust-pickle")
-    rc, out, err = run_cli(capsys, "eval", run, "--trust-pickle")
+    rc, out, err = run_cli(capsys, "eval", run, "--trust-pickle", "--json")
     assert rc == 0 and '"acc"' in out, err
 
 

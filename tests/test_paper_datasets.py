@@ -680,7 +680,9 @@ def test_unknown_option_and_missing_root_are_named(tmp_path):
 def test_every_config_file_parses_and_validates():
     from mmbalance.registry import DATASETS, ENCODERS, FUSIONS, METHODS
 
-    files = sorted((REPO / "configs").glob("*.yaml"))
+    from mmbalance import configs
+
+    files = [configs.path(name) for name in configs.names()]  # the configs shipped inside the package
     assert {"cremad-gewu.yaml", "cremad-njust.yaml", "av-digits.yaml", "mfeat.yaml"} <= {f.name for f in files}
     for f in files:
         cfg = Config.from_yaml(f)
@@ -705,7 +707,9 @@ def test_every_config_file_parses_and_validates():
 @pytest.mark.slow
 def test_protocol_config_runs_on_a_fixture_tree(cremad_prepared):
     """The full CREMA-D protocol (ResNet-18 on 257 x 188 spectrograms) for one epoch on the fixture."""
-    cfg = Config.from_yaml(REPO / "configs" / "cremad-gewu.yaml").override([
+    from mmbalance import configs
+
+    cfg = Config.from_yaml(configs.path("cremad-gewu")).override([
         f"data.root={cremad_prepared}", "data.options.image_size=32", "data.options.val_size=6", "train.epochs=1",
         "train.batch_size=8", "log.tensorboard=false", "log.jsonl=false", "train.progress=false", "eval.probe=false"])
     assert Trainer(cfg).fit()["best_epoch"] == 0

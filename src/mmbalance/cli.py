@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__, threads
+
 COMMANDS = {
     "compare": ("mmbalance.report.compare", "run a methods x seeds grid and aggregate it"),
     "report": ("mmbalance.report.html", "write an HTML/markdown report for a run or grid"),
@@ -22,8 +24,10 @@ COMMANDS = {
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``compare``: the run's config and overrides."""
-    p.add_argument("--config", help="YAML config file (dotted overrides apply on top)")
+    """Options shared by ``train``, ``compare`` and ``sweep``: the run's config, overrides and threads."""
+    p.add_argument("--config", metavar="NAME_OR_FILE",
+                   help="a packaged config by name (e.g. cremad-gewu; an unknown name lists them) or a YAML "
+                        "file; dotted overrides apply on top")
     p.add_argument("--dataset", help="dataset name (see `mmbalance list`)")
     p.add_argument("--preset", help="dataset preset, e.g. av-digits clean|hard")
     p.add_argument("--modalities", help="comma-separated modalities/views, e.g. pix,fou,zer for mfeat")
@@ -37,6 +41,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_trust_pickle_argument(p)
     p.add_argument("--logger", help="comma-separated loggers: tensorboard, csv, wandb (offline by default), mlflow")
+    threads.add_argument(p)
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
 
@@ -71,9 +76,10 @@ def _pop_imports(argv: list) -> tuple:
 def config_from_args(args, method: str | None = None, seed: int | None = None, out: str | None = None):
     import yaml
 
+    from . import configs
     from .config import Config
 
-    cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    cfg = Config.from_yaml(configs.resolve(args.config)) if getattr(args, "config", None) else Config()
     items = []
     if IMPORTS:
         plugins = list(dict.fromkeys(list(cfg.plugins) + IMPORTS))
@@ -113,6 +119,7 @@ def cmd_train(args) -> int:
     if cfg.out is None:
         raise SystemExit("error: --out RUN_FOLDER is required")
     check_folder_path(Path(cfg.out), "--out")
+    threads.apply(args)
     summary = Trainer(cfg).fit(resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change or ())
     if not summary:  # a non-zero DDP rank: rank 0 reports
         return 0
@@ -185,12 +192,18 @@ def cmd_eval(args) -> int:
     cfg = Config.from_yaml(run / "config.yaml").override(
         ["train.progress=false", "out=null", f"data.trust_pickle={'true' if args.trust_pickle else 'false'}"] +
         ([f"train.device={args.device}"] if args.device else []))
+    if cfg.data.name is None:  # written so for data passed in from Python (provenance.config_yaml)
+        raise ValueError(f"{run} was trained on data passed from Python (Trainer(cfg, splits=...)), which "
+                         f"`mmbalance eval` cannot rebuild: evaluate it in Python with the same splits, "
+                         f"Trainer(Config.from_yaml('{run / 'config.yaml'}'), splits=...) and "
+                         f"load_checkpoint('{path}')")
     # likewise the extension modules the run's config names are imported only if this command names them too
     unconfirmed = [p for p in cfg.plugins if p not in IMPORTS]
     if unconfirmed:
         raise ConfigError(f"{run / 'config.yaml'} names extension modules ({', '.join(unconfirmed)}); importing "
                           f"runs their code, so eval imports only what you pass: add --import {unconfirmed[0]} "
                           f"if you trust it")
+    threads.apply(args)
     tr = Trainer(cfg)
     check_model_state(tr.model, ckpt["model"], path, optional=("extras.",))  # one line, before torch's message
     try:
@@ -198,8 +211,24 @@ def cmd_eval(args) -> int:
     except (RuntimeError, ValueError) as e:  # what the first check cannot see (a grown module of another shape)
         raise CheckpointError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     res = {split: tr.evaluate(split) for split in args.splits.split(",")}
-    print(json.dumps(res, indent=2))
+    print(json.dumps(res, indent=2) if args.json else format_eval(res))
     return 0
+
+
+def format_eval(res: dict) -> str:
+    """Evaluation results as a table: one row per split, then each modality's head and share accuracy."""
+    from .report.aggregate import text_table
+
+    def pct(v):
+        return "—" if v is None or v != v else f"{100 * v:.2f}"
+
+    mods = list(next(iter(res.values()), {}).get("modality_acc", {}))
+    headers = ["split", "acc (%)", "macro-F1 (%)", "mAP (%)", "loss"] + \
+              [f"{m} head / share acc (%)" for m in mods]
+    rows = [[split, pct(m["acc"]), pct(m["macro_f1"]), pct(m["map"]), f"{m['loss']:.4f}"] +
+            [f"{pct(m['modality_acc'].get(k))} / {pct(m.get('share_acc', {}).get(k))}" for k in mods]
+            for split, m in res.items()]
+    return text_table(headers, rows) + "\n(head: the modality's own classifier head; share: its part of the fused head)"
 
 
 def cmd_list(args) -> int:
@@ -240,6 +269,7 @@ def _describe_method(name: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
+    parser.add_argument("--version", action=_VersionAction, help="print the version (and git commit) and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show the full traceback of an error instead of one line (also after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -262,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--splits", default="val,test")
     p.add_argument("--device")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
+    threads.add_argument(p)
     add_trust_pickle_argument(p)
     p.set_defaults(func=cmd_eval)
 
@@ -283,6 +315,22 @@ def build_parser() -> argparse.ArgumentParser:
     for p in sub.choices.values():  # `mmbalance train ... --debug` works too
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the package version, plus the git commit when running from a checkout (looked up only
+    when asked: it runs git)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .provenance import git_state
+
+        git = git_state()
+        extra = f" (git {git['commit'][:12]}{', modified' if git['dirty'] else ''})" if git else ""
+        print(f"mmbalance {__version__}{extra}")  # stdout, like argparse's own version action
+        parser.exit()
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 import torch
 
+from ..provenance import collect as collect_provenance, dataset_label
 from .checkpoint import atomic_torch_save, atomic_write_json, atomic_write_text, load_checkpoint
 from .evaluation import public_metrics
 from .plugin import Plugin, Record
@@ -259,7 +260,7 @@ class Summary(Plugin):
         cfg = trainer.cfg
         summary = {
             "method": cfg.method,
-            "dataset": cfg.data.name + (f"/{cfg.data.preset}" if cfg.data.preset else ""),
+            "dataset": dataset_label(cfg, trainer.splits, trainer.splits_from_python),
             "modalities": trainer.active_modalities,
             "seed": cfg.train.seed,
             "epochs": trainer.epoch,
@@ -277,6 +278,8 @@ class Summary(Plugin):
             "device": str(trainer.device),
             "num_parameters": sum(p.numel() for p in trainer.model.parameters()),
             "versions": _versions(),
+            "provenance": collect_provenance(cfg, trainer.splits, from_python=trainer.splits_from_python,
+                                             fingerprint=getattr(trainer, "data_fingerprint", None)),
         }
         if trainer.out is not None:
             atomic_write_json(trainer.out / "summary.json", summary)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from ..config import Config, ConfigError
+from ..provenance import config_yaml, recorded_config
 from .checkpoint import atomic_write_text, load_checkpoint, remove_stale_tmp
 
 if TYPE_CHECKING:
@@ -86,14 +87,16 @@ def enter(trainer: "Trainer", resume: bool, overwrite: bool, allow_change: Seque
     folder (aside when replacing another run) and write ``config.yaml``."""
     out = trainer.out
     assert out is not None
+    # the config as recorded: data passed from Python is recorded with data.name null (provenance.config_yaml)
+    recorded = recorded_config(trainer.cfg, trainer.splits_from_python)
     if resume and (out / "last.pt").exists():  # every rank loads the same state
-        check_resume(out, trainer.cfg, allow_change)
+        check_resume(out, recorded, allow_change)
         ckpt = load_checkpoint(out / "last.pt")
         check_data(out, ckpt.get("data_fingerprint"), trainer.data_fingerprint)
         trainer.load_state(ckpt)
         trainer.resumed = True
     elif resume and holds_run(out):  # a run that stopped before its first checkpoint
-        check_resume(out, trainer.cfg, allow_change)
+        check_resume(out, recorded, allow_change)
     elif holds_run(out):
         if not overwrite:
             raise RunFolderError(f"{out} holds another run; --resume continues it, --overwrite replaces it (the new "
@@ -107,4 +110,4 @@ def enter(trainer: "Trainer", resume: bool, overwrite: bool, allow_change: Seque
         dist.barrier()
     if trainer.is_main:
         prepare(out)
-        atomic_write_text(out / "config.yaml", trainer.cfg.to_yaml())
+        atomic_write_text(out / "config.yaml", config_yaml(trainer.cfg, trainer.splits, trainer.splits_from_python))

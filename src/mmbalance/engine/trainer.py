@@ -58,6 +58,7 @@ class Trainer:
         set_determinism(cfg.train.deterministic)
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
+        self.splits_from_python = splits is not None  # then cfg.data was not used (provenance.dataset_label)
         #: whether the splits really live on the device (data.resident=true and they fit)
         self.resident = bool(cfg.data.resident) and make_resident(self.splits, self.device)
         train = self.splits.train

@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import threads
 from ..config import Config, ConfigError
+from ..threads import set_threads  # noqa: F401  (launch.py and scripts/ import it from here)
 from . import aggregate as agg_mod
 from . import leaderboard
 from .leaderboard import paper_protocol
@@ -54,10 +56,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-on-error", action="store_true",
                    help="stop at the first failed run (default: record it and go on with the others)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and the BLAS of the linear probe, per run (default: the libraries' "
-                        "own choice; with --jobs, each worker's share of the cores). Small CPU models run fastest "
-                        "with 1, and much faster on a busy machine")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run N runs at once in local worker processes, each with its thread share and (GPU runs) "
                         "its own device; same table as --jobs 1 with the same --threads (default 1)")
@@ -78,8 +76,7 @@ def main(args) -> int:
 
     out = Path(args.out)
     try:
-        if args.threads is not None:
-            set_threads(args.threads)
+        threads.apply(args)  # --threads comes with the run options (mmbalance.threads)
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
         if args.launcher == "submitit" and args.jobs > 1:
@@ -311,24 +308,6 @@ def _unique_methods(plan) -> List[Dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------- running
-def set_threads(n: int) -> None:
-    """Limit torch's intra-op threads and the BLAS/OpenMP pools (used by the scikit-learn probe).
-
-    Tiny MLPs gain nothing from several threads, and on a machine whose cores are busy, spinning thread
-    pools slowed a 20-epoch av-digits run ~20x (measured: 4 s with 1 thread vs 80+ s with the defaults)."""
-    import torch
-
-    if n < 1:
-        raise ConfigError(f"--threads must be >= 1, got {n}")
-    torch.set_num_threads(n)
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(n)
-    except ImportError:  # scikit-learn's dependency; without it only torch is limited
-        pass
-
-
 def train_run(cfg: Config, on_epoch=None) -> Dict[str, Any]:
     """Train (or resume) one run in this process; ``on_epoch(record)`` is called after each epoch.
     Tests patch this function to count calls."""

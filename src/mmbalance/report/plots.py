@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
+
+from .style import FUSED_COLOR, method_colors, modality_colors
 
 
 def read_metrics(run_dir: Path) -> List[Dict[str, Any]]:
@@ -34,23 +36,13 @@ def _figure(w: float, h: float):
     return Figure(figsize=(w, h))
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, path: Path, top: float = 1.0) -> Path:
+    """Lay out (``top`` < 1 leaves that fraction of the height for a suptitle) and write a PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, top))
     fig.savefig(path, dpi=110)
     return path
-
-
-def _capped_locator(cap: float):
-    """Tick locator that never labels beyond ``cap`` (the head-room above 100 % is not a value)."""
-    from matplotlib.ticker import MaxNLocator
-
-    class Capped(MaxNLocator):
-        def tick_values(self, vmin, vmax):
-            return [t for t in super().tick_values(vmin, vmax) if t <= cap + 1e-9]
-
-    return Capped(nbins=8)
 
 
 def _int_epochs(ax) -> None:
@@ -59,49 +51,51 @@ def _int_epochs(ax) -> None:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
-def _colors(names: Sequence[str]) -> Dict[str, str]:
-    return {n: f"C{i % 10}" for i, n in enumerate(names)}
+def t_interval(values: Sequence[float], level: float = 0.95) -> Tuple[float, float]:
+    """``(mean, half-width)`` of the two-sided Student-t confidence interval of the mean (half-width NaN for
+    fewer than 2 values)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else math.nan), math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean()), float(half)
 
 
 # ---------------------------------------------------------------------------- grid plots
-def accuracy_bars(agg: Mapping[str, Any], path: Path, metric: str = "acc") -> Optional[Path]:
-    """Mean test ``metric`` per method, error bars = sample std over seeds, dots = individual seeds."""
+def accuracy_points(agg: Mapping[str, Any], path: Path, metric: str = "acc") -> Optional[Path]:
+    """Test ``metric`` per method: each seed (small dots), the mean (large dot) and its 95 % t-interval over
+    seeds (bar), the reference method's mean as a dashed line. Points, not bars: the y-axis can show the
+    data's range without a bar whose length would mislead."""
     methods = [m for m in agg["methods"] if agg["results"][m]["test"][metric]["n"]]
     if not methods:
         return None
-    fig = _figure(max(5.0, 1.1 * len(methods) + 2), 4.2)
+    fig = _figure(max(5.0, 1.0 * len(methods) + 2.5), 4.2)
     ax = fig.add_subplot(111)
-    colors = _colors(agg["methods"])
-    x = np.arange(len(methods))
-    allvals = []
+    colors = method_colors(agg["methods"])
     for i, m in enumerate(methods):
-        st = agg["results"][m]["test"][metric]
-        mean, std, vals = 100 * st["mean"], 100 * st["std"], [100 * v for v in st["values"]]
-        allvals += vals
-        ax.bar(i, mean, color=colors[m], alpha=0.75, width=0.65,
-               yerr=std if math.isfinite(std) else None, capsize=5, error_kw={"lw": 1.5})
-        jitter = np.linspace(-0.12, 0.12, len(vals)) if len(vals) > 1 else [0.0]
-        ax.scatter(i + np.asarray(jitter), vals, s=14, color="black", zorder=3)
-        top = max([mean + (std if math.isfinite(std) else 0.0)] + vals)
-        ax.annotate(f"{mean:.1f}", (i, top), xytext=(0, 3), textcoords="offset points", ha="center",
-                    va="bottom", fontsize=8)
+        vals = [100 * v for v in agg["results"][m]["test"][metric]["values"]]
+        mean, half = t_interval(vals)
+        jitter = np.linspace(-0.15, 0.15, len(vals)) if len(vals) > 1 else [0.0]
+        ax.scatter(i + np.asarray(jitter), vals, s=14, color=colors[m], alpha=0.55, zorder=2, lw=0)
+        ax.errorbar(i, mean, yerr=half if math.isfinite(half) else None, fmt="o", ms=8, color=colors[m],
+                    ecolor=colors[m], elinewidth=2, capsize=6, zorder=3)
+        ax.annotate(f"{mean:.1f}", (i, mean), xytext=(12, -3), textcoords="offset points", fontsize=8)
     ref = agg.get("reference")
     if ref in methods:
         ax.axhline(100 * agg["results"][ref]["test"][metric]["mean"], color="grey", ls="--", lw=1,
-                   label=f"{ref} (reference)")
+                   label=f"{ref} mean (reference)")
         ax.legend(loc="lower right", fontsize=8)
-    tops = [100 * (agg["results"][m]["test"][metric]["mean"] + (agg["results"][m]["test"][metric]["std"]
-                                                                if math.isfinite(agg["results"][m]["test"][metric]["std"]) else 0))
-            for m in methods]
-    lo, hi = min(allvals), max(allvals + tops)
-    span = max(hi - lo, 1.0)
-    bottom = max(0.0, lo - 0.6 * span)
-    ax.set_ylim(bottom, hi + 0.12 * (hi - bottom) + 0.5)  # head-room for the value labels
-    ax.yaxis.set_major_locator(_capped_locator(100.0))
-    ax.set_xticks(x)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(max(lo, 0.0), min(hi, 100.5))  # an interval reaching past 0 or 100 % is cut at the axis
+    ax.set_xlim(-0.6, len(methods) - 0.4)
+    ax.set_xticks(range(len(methods)))
     ax.set_xticklabels(methods, rotation=20, ha="right")
     ax.set_ylabel(f"test {metric} (%)")
-    ax.set_title(f"test {metric}: mean ± std over seeds\n(dots: individual seeds; y-axis zoomed)", fontsize=10)
+    n = sorted({agg["results"][m]["test"][metric]["n"] for m in methods})
+    ax.set_title(f"test {metric}: mean and 95 % CI over seeds (n = {', '.join(map(str, n))}); "
+                 f"small dots: seeds", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     return _save(fig, path)
 
@@ -142,7 +136,7 @@ def modality_curves(curves: Mapping[str, Sequence[List[Dict[str, Any]]]], modali
     ncol = min(3, len(panels))
     nrow = math.ceil(len(panels) / ncol)
     fig = _figure(5.0 * ncol, 3.6 * nrow)
-    colors = _colors(list(curves))
+    colors = method_colors(list(curves))
     # alternate dash styles so that methods with identical curves (e.g. a method that never acted) stay visible
     styles = {m: ("-", "--", "-.")[i % 3] for i, m in enumerate(curves)}
     for k, panel in enumerate(panels):
@@ -152,7 +146,8 @@ def modality_curves(curves: Mapping[str, Sequence[List[Dict[str, Any]]]], modali
             if panel == "fused":
                 mat = _epoch_matrix(runs, lambda rec: (rec.get(split) or {}).get("acc"))
             else:
-                mat = _epoch_matrix(runs, lambda rec, p=panel: ((rec.get(split) or {}).get("modality_acc") or {}).get(p))
+                mat = _epoch_matrix(runs, lambda rec, p=panel:
+                                    ((rec.get(split) or {}).get("modality_acc") or {}).get(p))
             if np.all(np.isnan(mat)):
                 continue
             mean, std = _nanmean_std(mat)
@@ -180,7 +175,7 @@ def probe_bars(agg: Mapping[str, Any], path: Path) -> Optional[Path]:
     if not mods:
         return None
     methods = agg["methods"]
-    colors = _colors(methods)
+    colors = method_colors(methods)
     fig = _figure(max(6.0, 0.55 * len(mods) * max(1, len(methods)) + 3), 4.2)
     ax = fig.add_subplot(111)
     width = 0.8 / max(1, len(methods))
@@ -214,12 +209,15 @@ def run_curves(records: List[Dict[str, Any]], path: Path, title: str = "",
     if not records:
         return None
     ep = [r["epoch"] for r in records]
+    mods = list(((records[-1].get("val") or {}).get("modality_acc") or {}))
+    mod_colors = modality_colors(mods)
     fig = _figure(15, 3.8)
     ax = fig.add_subplot(1, 3, 1)
     keys = [k for k in (records[-1].get("train") or {}) if k == "loss" or k.startswith("loss_")]
     for k in keys:
         ax.plot(ep, [(r.get("train") or {}).get(k, np.nan) for r in records], lw=2 if k == "loss" else 1.2,
-                color="black" if k == "loss" else None, label="total" if k == "loss" else k[5:])
+                color=FUSED_COLOR if k == "loss" else _loss_color(k[5:], mod_colors),
+                ls=":" if k.startswith("loss_monitor_") else "-", label="total" if k == "loss" else k[5:])
     ax.set_title("training loss (epoch mean)", fontsize=10)
     ax.set_xlabel("epoch")
     _int_epochs(ax)
@@ -230,7 +228,7 @@ def run_curves(records: List[Dict[str, Any]], path: Path, title: str = "",
     for split, style in (("train", ":"), ("val", "-"), ("test", "--")):
         vals = [(r.get(split) or {}).get("acc") for r in records]
         if any(v is not None for v in vals):
-            ax.plot(ep, [100 * v if v is not None else np.nan for v in vals], style, color="black", label=split)
+            ax.plot(ep, [100 * v if v is not None else np.nan for v in vals], style, color=FUSED_COLOR, label=split)
     ax.set_title("fused prediction accuracy", fontsize=10)
     ax.set_xlabel("epoch")
     _int_epochs(ax)
@@ -238,11 +236,10 @@ def run_curves(records: List[Dict[str, Any]], path: Path, title: str = "",
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     ax = fig.add_subplot(1, 3, 3)
-    mods = list(((records[-1].get("val") or {}).get("modality_acc") or {}))
-    for i, m in enumerate(mods):
+    for m in mods:
         for split, style in (("val", "-"), ("test", "--")):
             vals = [((r.get(split) or {}).get("modality_acc") or {}).get(m) for r in records]
-            ax.plot(ep, [100 * v if v is not None else np.nan for v in vals], style, color=f"C{i}",
+            ax.plot(ep, [100 * v if v is not None else np.nan for v in vals], style, color=mod_colors[m],
                     label=f"{m} {split}")
     ax.set_title("per-modality head accuracy", fontsize=10)
     ax.set_xlabel("epoch")
@@ -258,3 +255,11 @@ def run_curves(records: List[Dict[str, Any]], path: Path, title: str = "",
         fig.suptitle(title + (f"  (dotted: selected epoch {best_epoch})" if best_epoch is not None else ""),
                      fontsize=11)
     return _save(fig, path)
+
+
+def _loss_color(term: str, mod_colors: Mapping[str, str]) -> Optional[str]:
+    """A loss term's colour: its modality's (``uni_audio``, ``monitor_audio``), else matplotlib's next one."""
+    for m, c in mod_colors.items():
+        if term.endswith("_" + m) or term == m:
+            return c
+    return None

@@ -13,53 +13,56 @@ from typing import List, Optional
 
 import numpy as np
 
+from .logkeys import methods_to_plot, signals
 from .plots import read_metrics as _records
 
 METHODS = ("bss-h", "bss-l")
+CAPTIONS = {
+    "bss_h_curriculum.png": "BSS-H: the fraction λ(t) of the balance-ranked training set used each epoch, with the "
+                            "steps per epoch (left), and the balance scores at scoring time with the lowest score "
+                            "in use (right; balanced samples, on the right, are used first).",
+    "bss_l_scores.png": "BSS-L: the distribution of the smoothed balance score ŝ over epochs (quantile bands and "
+                        "a per-epoch histogram), and how peaked the sampling distribution is (effective sample "
+                        "size, n·max p, n·min p, rank correlation with the previous scoring).",
+}
 
 
-
-
-def series(records: List[dict], key: str):
-    """``(epochs, values)`` of a per-epoch plug-in scalar, skipping epochs that did not log it."""
+def series(records: List[dict], method: str, key: str):
+    """``(epochs, values)`` of one of ``method``'s per-epoch scalars, skipping epochs that did not log it."""
     ep, val = [], []
     for r in records:
-        v = (r.get("plugins") or {}).get(key)
+        v = signals(r, method).get(key)
         if v is not None and not isinstance(v, (list, dict)):
             ep.append(r["epoch"])
             val.append(float(v))
     return np.asarray(ep), np.asarray(val)
 
 
-def histograms(records: List[dict], prefix: str):
+def histograms(records: List[dict], method: str):
     """``(epochs, counts [E, bins], (lo, hi))`` of the logged score histograms, or None."""
     ep, rows, rng = [], [], None
     for r in records:
-        p = r.get("plugins") or {}
-        h = p.get(f"{prefix}/score_hist")
+        p = signals(r, method)
+        h = p.get("score_hist")
         if h:
             ep.append(r["epoch"])
             rows.append(h)
-            rng = p.get(f"{prefix}/score_hist_range", rng)
+            rng = p.get("score_hist_range", rng)
     if not rows:
         return None
     return np.asarray(ep), np.asarray(rows, dtype=float), tuple(rng or (-1.0, 1.0))
 
 
-def _prefix(records: List[dict]) -> Optional[str]:
-    for r in records:
-        for k in (r.get("plugins") or {}):
-            for m in METHODS:
-                if k.startswith(m + "/"):
-                    return m
-    return None
+def _method(records: List[dict], candidates: List[str]) -> Optional[str]:
+    """The first of ``candidates`` that logged anything."""
+    return next((m for m in candidates if any(signals(r, m) for r in records)), None)
 
 
-def _quantile_panel(ax, records, prefix):
-    e, mean = series(records, f"{prefix}/score_mean")
+def _quantile_panel(ax, records, method):
+    e, mean = series(records, method, "score_mean")
     if not len(e):
         return False
-    q = {k: series(records, f"{prefix}/score_{k}")[1] for k in ("q10", "q25", "q50", "q75", "q90")}
+    q = {k: series(records, method, f"score_{k}")[1] for k in ("q10", "q25", "q50", "q75", "q90")}
     if all(len(v) == len(e) for v in q.values()):
         ax.fill_between(e, q["q10"], q["q90"], alpha=0.2, color="C0", label="10-90 %")
         ax.fill_between(e, q["q25"], q["q75"], alpha=0.35, color="C0", label="25-75 %")
@@ -74,7 +77,7 @@ def _quantile_panel(ax, records, prefix):
 def _plot_h(records, out_dir, plt) -> List[pathlib.Path]:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     ax = axes[0]
-    e, frac = series(records, "bss-h/fraction")
+    e, frac = series(records, "bss-h", "fraction")
     ax.plot(e, frac, "o-", ms=3, color="C0", label="data fraction λ(t)")
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("epoch")
@@ -94,7 +97,7 @@ def _plot_h(records, out_dir, plt) -> List[pathlib.Path]:
                edgecolor="white")
         ax.set_xlabel(f"balance score at scoring (epoch {int(ep[0])})")
         ax.set_ylabel("samples")
-        e2, used = series(records, "bss-h/used_score_min")
+        e2, used = series(records, "bss-h", "used_score_min")
         if len(e2):
             ax.axvline(used[0], color="C3", ls="--", lw=1, label="lowest score used at epoch "
                                                                     f"{int(e2[0])}")
@@ -130,7 +133,7 @@ def _plot_l(records, out_dir, plt) -> List[pathlib.Path]:
     for key, label, style in (("ess_fraction", "effective sample size / n", "o-"),
                               ("p_max_x_n", "n · max p", "^-"), ("p_min_x_n", "n · min p", "v-"),
                               ("rank_corr_prev", "rank corr. with previous scoring", "s--")):
-        e, v = series(records, f"bss-l/{key}")
+        e, v = series(records, "bss-l", key)
         if len(e):
             ax.plot(e, v, style, ms=3, label=label)
     ax.axhline(1.0, color="grey", lw=0.5)
@@ -151,9 +154,9 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
     import matplotlib.pyplot as plt
 
     records = _records(pathlib.Path(run_dir))
-    prefix = _prefix(records)
-    if prefix is None:
+    method = _method(records, methods_to_plot(pathlib.Path(run_dir), list(METHODS)))
+    if method is None:
         return []
     out_dir = pathlib.Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return _plot_h(records, out_dir, plt) if prefix == "bss-h" else _plot_l(records, out_dir, plt)
+    return _plot_h(records, out_dir, plt) if method == "bss-h" else _plot_l(records, out_dir, plt)

@@ -8,14 +8,24 @@ from typing import Dict, List
 
 import numpy as np
 
+from .logkeys import signals
 from .plots import read_metrics as _records
+from .style import FUSED_COLOR, modality_colors
 
 METHODS = ("diagnose-relearn",)
+CAPTIONS = {
+    "diagnose_relearn_gap.png": "D&R's diagnosis per modality: the gap between k-means purity of the encoder's "
+                                "features on training and validation data (left; a large gap = over-trained), both "
+                                "purities (middle), and validation accuracy (right). Dotted: epochs where encoders "
+                                "were softly re-initialised.",
+    "diagnose_relearn_embedding_pca.png": "Validation features of each modality's encoder before and after each "
+                                          "re-initialisation, in one shared 2-D PCA per modality (colour: class).",
+    "diagnose_relearn_embedding_tsne.png": "Validation features of each modality's encoder before and after each "
+                                           "re-initialisation, in one shared 2-D t-SNE per modality (colour: class).",
+}
 
-_KEY = re.compile(r"^diagnose-relearn/(?P<m>.+)/(?P<what>purity_train|purity_val|gap|alpha)$")
+_KEY = re.compile(r"^(?P<m>.+)/(?P<what>purity_train|purity_val|gap|alpha)$")
 _SNAP = re.compile(r"^(?P<m>.+)__(?P<when>before|after|final)__e(?P<epoch>\d+)$")
-
-
 
 
 def _series(records: List[dict]):
@@ -23,12 +33,12 @@ def _series(records: List[dict]):
     series: Dict[str, Dict[str, list]] = {}
     reinit = []
     for r in records:
-        plugins = r.get("plugins") or {}
-        for k, v in plugins.items():
+        sig = signals(r, "diagnose-relearn")
+        for k, v in sig.items():
             mt = _KEY.match(k)
             if mt and isinstance(v, (int, float)):
                 series.setdefault(mt["m"], {}).setdefault(mt["what"], []).append((r["epoch"], float(v)))
-        if plugins.get("diagnose-relearn/reinit") == 1.0:
+        if sig.get("reinit") == 1.0:
             reinit.append(r["epoch"])
     return series, reinit
 
@@ -45,7 +55,7 @@ def plot_gap(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]
         return []
     mods = list(series)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    colors = {m: f"C{i}" for i, m in enumerate(mods)}
+    colors = modality_colors(mods)
     for m in mods:
         s = series[m]
         if "gap" in s:
@@ -64,7 +74,7 @@ def plot_gap(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]
     fused = [(r["epoch"], r["val"]["acc"]) for r in records if "acc" in (r.get("val") or {})]
     if fused:
         e, v = zip(*fused)
-        axes[2].plot(e, v, "k-", lw=2, label="fused")
+        axes[2].plot(e, v, "-", color=FUSED_COLOR, lw=2, label="fused")
     for ax in axes:
         for ep in reinit:
             ax.axvline(ep, color="grey", ls=":", lw=1)

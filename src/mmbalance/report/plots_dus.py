@@ -3,29 +3,36 @@ Fig. 4) and the cumulative modality score ŝ per modality (Fig. 5), plus the dis
 DUS-RL, the mean reward per epoch."""
 from __future__ import annotations
 
-import json
 import pathlib
 import re
 from typing import Dict, List, Tuple
 
 import numpy as np
 
+from .logkeys import methods_to_plot, signals
 from .plots import read_metrics as _records
+from .style import modality_colors
 
 METHODS = ("dus-h", "dus-rl")
+CAPTIONS = {
+    "dus_batch_sizes.png": "Samples each modality received per training step (thin: every step; thick: moving mean; "
+                           "grey ticks: epoch starts). The modality DUS judges dominant gets fewer samples.",
+    "dus_scores.png": "Left: each modality's cumulative score ŝ (running mean of its true-class score) per step. "
+                      "Right: the discrepancy ρ at each epoch's end (ρ > 1: the modality leads; the dotted line "
+                      "is balance) and, for DUS-RL, the policy's mean reward.",
+}
 
-_STEP = re.compile(r"^dus-(?:h|rl)/(?P<what>n|s_hat)/(?P<m>.+)$")
+_STEP = re.compile(r"^(?P<what>n|s_hat)/(?P<m>.+)$")
 
 
-def step_series(records: List[dict]) -> Tuple[Dict[str, Dict[str, np.ndarray]], List[int]]:
+def step_series(records: List[dict], method: str = "dus-h") -> Tuple[Dict[str, Dict[str, np.ndarray]], List[int]]:
     """``({what: {modality: values over all steps}}, [global step where each epoch starts])``."""
     series: Dict[str, Dict[str, list]] = {}
     starts, step = [], 0
     for r in records:
         starts.append(step)
-        steps = r.get("steps") or {}
         length = 0
-        for k, v in steps.items():
+        for k, v in signals(r, method, "steps").items():
             mt = _STEP.match(k)
             if mt:
                 series.setdefault(mt["what"], {}).setdefault(mt["m"], []).extend(float(x) for x in v)
@@ -47,15 +54,17 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
 
     run_dir, out_dir = pathlib.Path(run_dir), pathlib.Path(out_dir)
     records = _records(run_dir)
-    series, starts = step_series(records)
-    if not series.get("n"):
+    for method in methods_to_plot(run_dir, list(METHODS)):
+        series, starts = step_series(records, method)
+        if series.get("n"):
+            break
+    else:
         return []
     out_dir.mkdir(parents=True, exist_ok=True)
     mods = list(series["n"])
-    colors = {m: f"C{i}" for i, m in enumerate(mods)}
+    colors = modality_colors(mods)
     total = len(next(iter(series["n"].values())))
     k = max(1, total // 25)  # moving average over ~1/25 of the run keeps the trend readable
-    method = _method(run_dir)
     written = []
 
     fig = Figure(figsize=(8, 4))
@@ -87,11 +96,11 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
         axes[0].legend()
         epochs = [r["epoch"] for r in records]
         for m in mods:
-            rho = [(r.get("plugins") or {}).get(next((k for k in (f"dus-h/rho/{m}", f"dus-rl/rho/{m}") if k in (r.get("plugins") or {})), "")) for r in records]
+            rho = [signals(r, method).get(f"rho/{m}") for r in records]
             if any(v is not None for v in rho):
                 axes[1].plot(epochs, [np.nan if v is None else v for v in rho], "o-", color=colors[m], label=f"ρ {m}")
         axes[1].axhline(1.0, color="grey", ls=":", lw=1)
-        reward = [(r.get("plugins") or {}).get("dus-rl/reward") for r in records]
+        reward = [signals(r, method).get("reward") for r in records]
         if any(v is not None for v in reward):
             ax2 = axes[1].twinx()
             ax2.plot(epochs, [np.nan if v is None else v for v in reward], "k--", lw=1, label="RL reward")
@@ -113,12 +122,3 @@ def _epoch_marks(ax, starts: List[int]) -> None:
     for s in starts[1:]:
         ax.axvline(s, color="grey", lw=0.5, alpha=0.4)
 
-
-def _method(run_dir: pathlib.Path) -> str:
-    summary = run_dir / "summary.json"
-    if summary.is_file():
-        try:
-            return json.loads(summary.read_text()).get("method", run_dir.name)
-        except json.JSONDecodeError:
-            pass
-    return run_dir.name

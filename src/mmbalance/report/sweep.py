@@ -45,8 +45,6 @@ def add_arguments(p) -> None:
     p.add_argument("--out", required=True, help="sweep folder (one run folder per cell and seed)")
     p.add_argument("--retry-failed", action="store_true", help="re-run cells recorded as diverged")
     p.add_argument("--dry-run", action="store_true", help="print the runs that would be started and exit")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and BLAS (1 is fastest for small models on a busy machine)")
 
 
 def cell_dir(out: pathlib.Path, bs: int, lr: float, seed: int) -> pathlib.Path:
@@ -80,8 +78,9 @@ def main(args) -> int:
     from ..engine import Trainer
     from ..engine.losses import NonFiniteLossError
 
-    if getattr(args, "threads", None) is not None:
-        _set_threads(args.threads)
+    from ..threads import apply as apply_threads
+
+    apply_threads(args)  # --threads comes with the run options (mmbalance.threads)
 
     for i, (bs, lr, seed, d, cfg) in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] N_B={bs} lr={lr:g} seed={seed}", flush=True)
@@ -100,19 +99,6 @@ def main(args) -> int:
     print(md)
     print(f"wrote {out / 'sweep.md'}, {out / 'sweep.json'}" + (f", {png}" if png else ""))
     return 0
-
-
-def _set_threads(n: int) -> None:
-    if n < 1:
-        raise ValueError(f"sweep: --threads must be >= 1, got {n}")
-    try:
-        from .compare import set_threads
-    except ImportError:  # compare is optional here; limit torch alone
-        import torch
-
-        torch.set_num_threads(n)
-        return
-    set_threads(n)
 
 
 def _done(d: pathlib.Path, retry_failed: bool) -> bool:
