@@ -1,5 +1,6 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, and the probability a head gives the true class."""
+weights over modality coalitions, the probability a head gives the true class, and a prediction's
+confidence as its divergence from the uniform distribution."""
 from __future__ import annotations
 
 import itertools
@@ -26,6 +27,14 @@ def true_class_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return F.softmax(logits.float(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
 
 
+def kl_from_uniform(logits: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """``KL(p || uniform) = Σ_c p_c log2(p_c · C)`` per row (``[n]``, bits), with ``p = softmax(z)`` clipped to
+    ``[eps, 1]`` first (Data Remixing's confidence measure; 0 for a uniform prediction, ``log2 C`` for a one-hot
+    one). Higher means more confident."""
+    p = F.softmax(logits.float(), dim=1).clamp(eps, 1.0)
+    return (p * torch.log2(p * logits.shape[1])).sum(1)
+
+
 def shapley_weight(size: int, m: int) -> float:
     """``|S|! (M - |S| - 1)! / M!``: the weight of a coalition S of ``size`` modalities (not containing the
     modality being valued) among ``m`` modalities."""
@@ -40,4 +49,4 @@ def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
             yield frozenset(c)
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "true_class_probability"]
+__all__ = ["coalitions", "discrepancy_ratio", "kl_from_uniform", "shapley_weight", "true_class_probability"]

@@ -2,7 +2,7 @@
 modulation touches, and where per-modality scores come from (shares of the fused head or the heads)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import torch
 
@@ -85,3 +85,22 @@ def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> Lis
     if len(mods) < need:
         raise ValueError(f"{plugin.name} needs at least {need} modalities, got {mods}")
     return mods
+
+
+def modality_weights(plugin: Plugin, option: str, value: Any, modalities: List[str]) -> Dict[str, float]:
+    """Per-modality weights from an option given as null (equal weights ``1/M``), a list in modality order or a
+    mapping ``{modality: weight}``; a start-up error naming ``method_args.<name>.<option>`` otherwise."""
+    if value is None:
+        return {m: 1.0 / len(modalities) for m in modalities}
+    if isinstance(value, dict):
+        missing = [m for m in modalities if m not in value]
+        if missing:
+            raise plugin.option_error(option, f"a weight for every modality {modalities} (no {missing[0]!r})", value)
+        value = [value[m] for m in modalities]
+    if not isinstance(value, (list, tuple)) or len(value) != len(modalities):
+        raise plugin.option_error(option, f"null, a mapping or a list of {len(modalities)} numbers (modalities "
+                                          f"{modalities})", value)
+    try:
+        return {m: float(w) for m, w in zip(modalities, value)}
+    except (TypeError, ValueError):
+        raise plugin.option_error(option, "numbers", value) from None
