@@ -142,7 +142,7 @@ def test_remix_and_dus_are_interchangeable_not_stackable():
         Trainer(make_cfg("method=remix+mla"))
 
 
-@pytest.mark.parametrize("host", ["bss-l", "ogm-ge", "diagnose-relearn"])
+@pytest.mark.parametrize("host", ["bss-l", "ogm-ge", "diagnose-relearn", "pmr", "mmpareto"])
 def test_remix_stacks_with_seed_and_gradient_methods(host):
     over = ["method=remix+" + host, "method_args.remix.warmup_epochs=1", "train.epochs=3"]
     if host == "diagnose-relearn":

@@ -106,8 +106,9 @@ def layer1(in_dim: int, hidden: int, generator: Optional[torch.Generator] = None
 # =============================================================================== the plug-in
 @METHODS.register("aug")
 class AUG(Plugin):
-    """AUG: configurable classifiers per modality with a shared last layer; the weakest modality grows one more
-    classifier at each check (see the module docstring). Logged per epoch: ``aug/<m>/classifiers``,
+    """AUG: sustained boosting; the weakest modality grows one more classifier (shared last layer) per check.
+
+    See the module docstring. Logged per epoch: ``aug/<m>/classifiers``,
     ``aug/<m>/score`` (mean training confidence) and ``aug/grew`` (index of the modality that grew, −1 if none)."""
 
     @dataclass
@@ -136,7 +137,7 @@ class AUG(Plugin):
         keep_fusion: bool = option(False, "false: no fusion module, predict with fusion_weights (the code); true: "
                                    "keep the configured fusion head, its fused loss and prediction", "[CODE]")
         fusion_weights: Any = option(None, "prediction weight per modality (a list in modality order or a "
-                                     "mapping); null = equal (the code: audio 0.4, video 0.6 on CREMA-D)", "[CODE]")
+                                     "mapping); null = equal (the code: audio 0.4, video 0.6 on CREMA-D)", "[RECON]")
 
     wants_unimodal_loss = True
 

@@ -99,8 +99,9 @@ class GeodesicMixupFusion(nn.Module):
 # =============================================================================== the plug-in
 @METHODS.register("iprm")
 class IPRM(Plugin):
-    """IPRM: probe the modalities' strength with a no-grad pass through the geodesic-mixup head, then learn with
-    the recalibrated mixing weights (see the module docstring). Logged: ``iprm/<a>~<b>/omega`` (epoch mean of the
+    """IPRM: probe modality strength through the geodesic-mixup head (no grad), then learn with the new weights.
+
+    See the module docstring. Logged: ``iprm/<a>~<b>/omega`` (epoch mean of the
     recalibrated weight of ``a`` in the pair) and ``iprm/<a>~<b>/lam`` (the running weight at epoch end)."""
 
     @dataclass

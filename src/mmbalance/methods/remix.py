@@ -95,7 +95,7 @@ class RemixBatcher(Batcher):
 # =============================================================================== the plug-in
 @METHODS.register("remix")
 class Remix(Plugin):
-    """Data Remixing: per-sample modality assignment by the least confident unimodal head, modality-pure batches.
+    """Data Remixing: each sample goes to its least confident modality; training on modality-pure batches.
 
     Warm-up (``epoch < warmup_epochs``): paired batches, ``CE(fused) + warmup_unimodal_weight · Σ_m CE(head_m)``.
     After: every ``reassign_every`` epochs a no-grad pass over the training set (evaluation mode and transforms)
