@@ -110,8 +110,8 @@ class Remix(Plugin):
         warmup_epochs: int = option(10, "epochs of ordinary paired training before remixing (the code: 10 of 60)",
                                     "[CODE --warmup]", ge=0)
         warmup_unimodal_weight: Optional[float] = option(
-            0.5, "weight of each unimodal CE during warm-up; null = train.unimodal_loss_weight", "[CODE --alpha/--beta]",
-            ge=0)
+            0.5, "weight of each unimodal CE during warm-up; null = train.unimodal_loss_weight",
+            "[CODE --alpha/--beta]", ge=0)
         unimodal_weight: Optional[float] = option(
             1.0, "weight of the assigned modality's CE in a pure batch (gamma); null = train.unimodal_loss_weight",
             "[CODE --gamma1/--gamma2]", ge=0)
