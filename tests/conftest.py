@@ -60,10 +60,11 @@ def _without_timings(record):
     return record
 
 
-def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4, extra=()):
+def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4, extra=(), on_cut=None):
     """Train ``epochs`` epochs uninterrupted; train again but interrupt at the start of epoch ``crash_at``
     and resume from ``last.pt``. Every epoch record (timings aside) and the summary must be identical.
-    ``extra``: plug-in classes (or factories) added to every run next to the configured method.
+    ``extra``: plug-in classes (or factories) added to every run next to the configured method; ``on_cut(folder)``
+    is called on the interrupted run's folder before it resumes.
     Returns the uninterrupted run's records for further checks."""
     from mmbalance import Trainer
     from mmbalance.methods import build_plugins
@@ -78,6 +79,8 @@ def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4, extra=()):
     with pytest.raises(KeyboardInterrupt):
         Trainer(cfg, plugins=plugins(cfg, Crash(crash_at))).fit()
     assert len(load_metrics(tmp_path / "cut")) == crash_at
+    if on_cut is not None:
+        on_cut(tmp_path / "cut")
     resumed = Trainer(cfg, plugins=plugins(cfg)).fit(resume=True)
     a, b = load_metrics(tmp_path / "full"), load_metrics(tmp_path / "cut")
     assert len(a) == len(b) == epochs

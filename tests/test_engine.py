@@ -286,3 +286,24 @@ def test_resident_data_only_when_it_fits():
     tr = Trainer(make_cfg("data.resident=true", "train.epochs=1"))
     assert tr.resident  # CPU: always "fits" (nothing to move)
     assert not Trainer(make_cfg("train.epochs=1")).resident
+
+
+def test_tensor_sum_is_builtin_sum_of_tensors_and_refuses_no_terms():
+    from mmbalance.functional.common import tensor_sum
+
+    a, b, c = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 0.25]), torch.tensor([3.0, 1.0])
+    assert torch.equal(tensor_sum([a, b, c]), torch.tensor([4.5, -0.75]))
+    assert torch.equal(tensor_sum(t for t in [a, b, c]), sum([a, b, c]))  # a generator, same additions
+    with pytest.raises(ValueError, match="no terms"):
+        tensor_sum([])
+
+
+def test_adam_betas_must_be_a_pair():
+    from mmbalance import Config
+    from mmbalance.engine.optim import build_optimizer
+
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    cfg = Config().override(["optim.name=adam", "optim.betas=[0.8,0.99]"])
+    assert build_optimizer(cfg.optim, params).param_groups[0]["betas"] == (0.8, 0.99)
+    with pytest.raises(ValueError, match=r"optim.betas must be two numbers"):
+        build_optimizer(Config().override(["optim.name=adamw", "optim.betas=[0.9,0.99,0.5]"]).optim, params)

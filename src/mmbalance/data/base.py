@@ -16,7 +16,7 @@ samples really loads and encodes fewer.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -38,8 +38,14 @@ class IndexBatch(list):
     (paired part first, then extra samples of its own).
     """
 
+    # set only on a DDP shard (``samplers.shard_batch``; read with getattr): the global batch's size, sizes
+    # and paired count
+    global_n: int
+    global_sizes: Optional[Dict[str, int]]
+    global_n_pair: int
+
     def __init__(self, indices: Sequence[int], sizes: Optional[Dict[str, int]] = None,
-                 per_modality: Optional[Dict[str, Sequence[int]]] = None):
+                 per_modality: Optional[Mapping[str, Sequence[int]]] = None):
         super().__init__(int(i) for i in indices)
         self.sizes = dict(sizes) if sizes else None
         #: *independent* batch: modality m's own index list; its first ``len(self)`` entries are the paired
@@ -234,13 +240,27 @@ def passthrough_collate(batch):
     return batch
 
 
+class SampleSource(Protocol):
+    """The source contract of the module docstring, for type checking (``load``, ``get_batch`` and
+    ``set_train`` are optional and looked up with ``hasattr``)."""
+
+    modalities: List[str]
+    labels: torch.Tensor
+    num_classes: int
+    class_names: List[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> Dict[str, Any]: ...
+
+
 @dataclass
 class Splits:
-    train: object
-    val: object
-    test: object
+    train: SampleSource
+    val: SampleSource
+    test: SampleSource
 
-    def __getitem__(self, name: str):
+    def __getitem__(self, name: str) -> SampleSource:
         if name not in ("train", "val", "test"):
             raise KeyError(f"unknown split {name!r}; splits are train, val, test")
         return getattr(self, name)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dataclasses import dataclass
 from typing import List, Optional, TYPE_CHECKING
@@ -15,7 +14,7 @@ from ..registry import METHODS
 if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 @METHODS.register("joint")
@@ -38,7 +37,9 @@ class Unimodal(Plugin):
     class Options:
         modality: Optional[str] = option(None, "which modality to train (None: the dataset's first)", "[RECON]")
 
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    modality: str  # null resolved in configure_model
+
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         m = self.modality or trainer.modalities[0]
         if m not in trainer.modalities:
             raise ValueError(f"unimodal: no modality {m!r}; the dataset has {trainer.modalities}")
