@@ -23,17 +23,22 @@ There is no fusion module: the prediction is ``Σ_m w_m · Σ_j z^m_j`` (``fusio
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
-from ..functional.common import true_class_probability
+from ..engine.plugin import Losses, Plugin, Record
+from ..functional.common import tensor_sum, true_class_probability
 from ..registry import METHODS
-from .common import encoder_modalities, modality_weights
+from .common import encoder_modalities, feature_sizes, modality_weights
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 # =============================================================================== the math (tested by hand)
@@ -103,6 +108,14 @@ def layer1(in_dim: int, hidden: int, generator: Optional[torch.Generator] = None
     return nn.Sequential(lin, nn.ReLU())
 
 
+def classifier(trainer: Trainer, modality: str) -> ConfigurableClassifier:
+    """Modality ``modality``'s configurable classifier (``model.heads[m]`` after ``configure_model``)."""
+    head = trainer.model.heads[modality]
+    if not isinstance(head, ConfigurableClassifier):
+        raise RuntimeError(f"aug: the head of {modality!r} was replaced by another plug-in ({type(head).__name__})")
+    return head
+
+
 # =============================================================================== the plug-in
 @METHODS.register("aug")
 class AUG(Plugin):
@@ -155,7 +168,7 @@ class AUG(Plugin):
         self._sum: Optional[torch.Tensor] = None
         self._count: Optional[torch.Tensor] = None
 
-    def provides(self):
+    def provides(self) -> FrozenSet[str]:
         hooks = set(super().provides())
         if not self.alternating:
             hooks.discard("training_step")
@@ -164,18 +177,19 @@ class AUG(Plugin):
         return frozenset(hooks)
 
     # ------------------------------------------------------------------ set-up
-    def configure_model(self, trainer, model) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         self.modalities = encoder_modalities(trainer, self)
+        self.dims = feature_sizes(model, self.modalities)
         shared = nn.Linear(self.hidden, model.num_classes)
         nn.init.xavier_normal_(shared.weight)
         nn.init.zeros_(shared.bias)
         for m in self.modalities:
-            model.heads[m] = ConfigurableClassifier(model.encoders[m].out_dim, self.hidden, shared)
+            model.heads[m] = ConfigurableClassifier(self.dims[m], self.hidden, shared)
         if not self.keep_fusion:
             model.fusion = None
         self.weights = modality_weights(self, "fusion_weights", self.fusion_weights, self.modalities)
 
-    def on_load(self, trainer) -> None:
+    def on_load(self, trainer: Trainer) -> None:
         """Re-create the classifiers this run had grown (resume, or loading a checkpoint), then wire each
         modality's classifier to exactly the grown layers of the state (a ``best.pt`` from before a growth
         uses fewer than the model may hold)."""
@@ -183,33 +197,34 @@ class AUG(Plugin):
             if name not in trainer.model.extras:
                 self._add(trainer, m, name, i)
         for m in self.modalities:
-            trainer.model.heads[m].grown = [trainer.model.extras[n] for k, n in self.grown if k == m]
+            classifier(trainer, m).grown = [trainer.model.extras[n] for k, n in self.grown if k == m]
 
-    def _add(self, trainer, modality: str, name: str, index: int) -> None:
+    def _add(self, trainer: Trainer, modality: str, name: str, index: int) -> None:
         # a generator of its own: the new layer's initialisation does not move the run's random streams
         gen = torch.Generator().manual_seed(int(trainer.cfg.train.seed) * 1000 + 17 + index)
-        module = layer1(trainer.model.encoders[modality].out_dim, self.hidden, gen)
+        module = layer1(self.dims[modality], self.hidden, gen)
         if not self.train_new_layers:
             module.requires_grad_(False)
         trainer.add_module(name, module)
 
-    def grow(self, trainer, modality: str) -> None:
+    def grow(self, trainer: Trainer, modality: str) -> None:
         count = sum(1 for m, _ in self.grown if m == modality)
         name = f"aug_{modality.replace('.', '_')}_{count + 1}"
         self._add(trainer, modality, name, len(self.grown))
         self.grown.append((modality, name))
-        trainer.model.heads[modality].grown.append(trainer.model.extras[name])
+        classifier(trainer, modality).grown.append(trainer.model.extras[name])
 
     def classifiers(self, modality: str) -> int:
         return 1 + sum(1 for m, _ in self.grown if m == modality)
 
     # ------------------------------------------------------------------ the objective
-    def modality_loss(self, trainer, modality: str, h: torch.Tensor, y: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def modality_loss(self, trainer: Trainer, modality: str, h: torch.Tensor, y: torch.Tensor
+                      ) -> Dict[str, torch.Tensor]:
         with trainer.autocast():
-            parts = trainer.model.heads[modality].components(h)
+            parts = classifier(trainer, modality).components(h)
         return sustained_boosting_terms(parts, y, self.lam)
 
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         # uni_<m> (the base loss) is CE of the whole ensemble; add the two boosting terms
         for m in self.modalities:
             if m in out.features and self.classifiers(m) >= 2:
@@ -217,10 +232,10 @@ class AUG(Plugin):
                 losses[f"pre_{m}"] = terms["pre"]
                 losses[f"residual_{m}"] = terms["residual"]
 
-    def after_forward(self, trainer, batch, out) -> None:
+    def after_forward(self, trainer: Trainer, batch: Batch, out: ModelOutput) -> None:
         self._observe(out.logits, batch)
 
-    def training_step(self, trainer, batch):
+    def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
         """``alternating``: one optimizer step per modality in turn, each on that modality's boosting loss."""
         losses: Dict[str, torch.Tensor] = {}
         for m in self.modalities:
@@ -228,36 +243,37 @@ class AUG(Plugin):
                 continue
             out = trainer.forward({m: batch.inputs[m]}, fuse=False)
             terms = self.modality_loss(trainer, m, out.features[m], batch.labels(m))
-            loss = sum(terms.values())
+            loss = tensor_sum(terms.values())
             trainer.backward(loss, batch, out)
             trainer.optimizer_step()
             self._observe(out.logits, batch)
             losses.update({f"{k}_{m}": v.detach() for k, v in terms.items()})
         trainer.optimizer.zero_grad(set_to_none=True)
-        losses["total"] = sum(losses.values())
+        losses["total"] = tensor_sum(losses.values())
         return losses
 
     @torch.no_grad()
-    def _observe(self, logits: Dict[str, torch.Tensor], batch) -> None:
-        s = [true_class_probability(logits[m], batch.labels(m)).sum() if m in logits else None
-             for m in self.modalities]
-        n = [float(logits[m].shape[0]) if m in logits else 0.0 for m in self.modalities]
+    def _observe(self, logits: Dict[str, torch.Tensor], batch: Batch) -> None:
+        """Add this batch's summed true-class confidence and row count per modality (device tensors, no sync)."""
         dev = batch.y.device
-        s = torch.stack([v if v is not None else torch.zeros((), device=dev) for v in s])
-        self._sum = s if self._sum is None else self._sum + s
-        self._count = torch.tensor(n, device=dev) + (0 if self._count is None else self._count)
+        sums = torch.stack([true_class_probability(logits[m], batch.labels(m)).sum() if m in logits
+                            else torch.zeros((), device=dev) for m in self.modalities])
+        counts = torch.tensor([float(logits[m].shape[0]) if m in logits else 0.0 for m in self.modalities],
+                              device=dev)
+        self._sum = sums if self._sum is None else self._sum + sums
+        self._count = counts if self._count is None else self._count + counts
 
     # ------------------------------------------------------------------ assignment
-    def on_epoch_start(self, trainer, epoch) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._sum = self._count = None
 
-    def is_check(self, trainer, epoch: int) -> bool:
+    def is_check(self, trainer: Trainer, epoch: int) -> bool:
         every = self.check_every or max(1, trainer.cfg.train.epochs // 10)
         return (epoch + 1) % every == 0 or (self.check_first_epoch and epoch == 0)
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         grew = -1
-        if self._sum is not None:
+        if self._sum is not None and self._count is not None:
             totals = trainer.all_reduce(torch.cat([self._sum, self._count]), "sum").cpu()
             k = len(self.modalities)
             scores = {m: float(totals[j] / max(float(totals[k + j]), 1.0)) for j, m in enumerate(self.modalities)}
@@ -274,9 +290,9 @@ class AUG(Plugin):
             self.log(f"{m}/classifiers", self.classifiers(m))
 
     # ------------------------------------------------------------------ prediction and state
-    def predict(self, trainer, out):
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         present = [m for m in self.modalities if m in out.logits]
-        return sum(self.weights[m] * out.logits[m].float() for m in present) if present else None
+        return tensor_sum(self.weights[m] * out.logits[m].float() for m in present) if present else None
 
     def state_dict(self) -> Dict[str, Any]:
         return {"grown": [list(g) for g in self.grown], "decisions": [list(d) for d in self.decisions]}

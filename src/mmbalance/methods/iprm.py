@@ -21,16 +21,22 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Plugin, Record
+from ..functional.common import tensor_sum
 from ..registry import METHODS
-from .common import encoder_modalities
+from .common import encoder_modalities, feature_sizes
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import FeatureRoutes, ModelOutput, MultimodalNet
 
 
 # =============================================================================== the math (tested by hand)
@@ -75,6 +81,10 @@ class GeodesicMixupFusion(nn.Module):
     modality, the probe's), ``omega`` (the recalibrated weight the training forward mixes with) and ``eval_lam``
     (the λ of the last probe: what evaluation mixes with, as the code's ``lam_a_list[-1]``)."""
 
+    lam: torch.Tensor
+    omega: torch.Tensor
+    eval_lam: torch.Tensor
+
     def __init__(self, modalities: List[str], dim: int, num_classes: int, shared_head: bool = False):
         super().__init__()
         self.modalities = list(modalities)
@@ -85,7 +95,7 @@ class GeodesicMixupFusion(nn.Module):
             self.register_buffer(name, torch.full((len(self.pairs),), 0.5))
 
     def head(self, p: int) -> nn.Linear:
-        return self.heads[p if len(self.heads) > 1 else 0]
+        return cast(nn.Linear, self.heads[p if len(self.heads) > 1 else 0])
 
     def pair_logits(self, feats: Dict[str, torch.Tensor], weights: torch.Tensor) -> List[torch.Tensor]:
         return [self.head(p)(geodesic_mixup(feats[a], feats[b], weights[p]).to(feats[a].dtype))
@@ -118,15 +128,15 @@ class IPRM(Plugin):
     needs_default_step = True  # the probe runs inside the default step's forward
     priority = 60  # probe on the features after other plug-ins' transforms (they run at the default 50)
 
-    def provides(self):
+    def provides(self) -> FrozenSet[str]:
         hooks = set(super().provides())
         if self.prediction != "sum_of_heads":
             hooks.discard("predict")
         return frozenset(hooks)
 
-    def configure_model(self, trainer, model) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         self.modalities = encoder_modalities(trainer, self)
-        dims = {m: int(model.encoders[m].out_dim) for m in self.modalities}
+        dims = feature_sizes(model, self.modalities)
         if len(set(dims.values())) != 1:
             raise ValueError("iprm mixes the modalities' features on one sphere, so every encoder must output the "
                              "same feature size; got " + ", ".join(f"{m}={d}" for m, d in dims.items())
@@ -135,7 +145,7 @@ class IPRM(Plugin):
                                            self.shared_head)
 
     @torch.no_grad()
-    def transform_features(self, trainer, batch, routes) -> None:
+    def transform_features(self, trainer: Trainer, batch: Batch, routes: FeatureRoutes) -> None:
         fusion = trainer.model.fusion
         n = batch.n_pair
         if not trainer.model.training or n == 0 or not isinstance(fusion, GeodesicMixupFusion):
@@ -153,14 +163,14 @@ class IPRM(Plugin):
         for p, (a, b) in enumerate(fusion.pairs):
             self.log_mean(f"{a}~{b}/omega", omega[p])
 
-    def predict(self, trainer, out) -> Optional[torch.Tensor]:
+    def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         heads = [out.logits[m].float() for m in self.modalities if m in out.logits]
         if not heads:
             return None
-        total = sum(heads)
+        total = tensor_sum(heads)
         return total + out.fused.float() if out.fused is not None else total
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         fusion = trainer.model.fusion
         if isinstance(fusion, GeodesicMixupFusion):
             for p, (a, b) in enumerate(fusion.pairs):

@@ -22,17 +22,22 @@ the code.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional
 
 import torch
 
 from ..data.base import IndexBatch
 from ..engine.options import option
-from ..engine.plugin import Plugin
+from ..engine.plugin import Losses, Plugin, Record
 from ..engine.samplers import Batcher
 from ..functional.common import kl_from_uniform
 from ..registry import METHODS
-from .common import encoder_modalities
+from .common import encoder_modalities, feature_sizes
+
+if TYPE_CHECKING:
+    from ..data.batch import Batch
+    from ..engine.trainer import Trainer
+    from ..models.net import ModelOutput
 
 SCHEDULES = ("blocks", "interleaved")
 
@@ -135,7 +140,7 @@ class Remix(Plugin):
         self.assignment: Optional[torch.Tensor] = None  # [N_train] modality index per sample
         self.assigned_at: Optional[int] = None
 
-    def on_fit_start(self, trainer) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         self.modalities = encoder_modalities(trainer, self)
         order = list(self.block_order or self.modalities)
         if sorted(order) != sorted(self.modalities):
@@ -147,7 +152,7 @@ class Remix(Plugin):
         return epoch >= self.warmup_epochs
 
     @torch.no_grad()
-    def confidences(self, trainer) -> torch.Tensor:
+    def confidences(self, trainer: Trainer) -> torch.Tensor:
         """``[N_train, M]``: KL from uniform of every modality head's prediction on every training sample."""
         rows, passes = [], 0
         with trainer.side_pass(train=False):
@@ -158,7 +163,7 @@ class Remix(Plugin):
         self.log("assign_forwards", passes)
         return torch.cat(rows)
 
-    def on_epoch_start(self, trainer, epoch) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if not self.active(epoch):
             return
         due = self.assigned_at is None or (epoch - self.warmup_epochs) % self.reassign_every == 0
@@ -166,7 +171,7 @@ class Remix(Plugin):
             self.assignment = least_confident_modality(self.confidences(trainer))
             self.assigned_at = epoch
 
-    def batcher(self, trainer, epoch) -> Optional[Batcher]:
+    def batcher(self, trainer: Trainer, epoch: int) -> Optional[Batcher]:
         if not self.active(epoch) or self.assignment is None:
             return None
         return RemixBatcher(self.assignment, self.modalities, self.order,
@@ -174,7 +179,7 @@ class Remix(Plugin):
                             self.schedule)
 
     # ------------------------------------------------------------------ the objective
-    def compute_loss(self, trainer, batch, out, losses) -> None:
+    def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         weight = self.unimodal_weight if self.active(trainer.epoch) else self.warmup_unimodal_weight
         if weight is not None:
             for m, z in out.logits.items():
@@ -185,14 +190,14 @@ class Remix(Plugin):
                 and trainer.fused_loss_weight > 0):
             m = present[0]
             f = out.features[m]
-            feats = {k: f if k == m else f.new_zeros(f.shape[0], trainer.model.encoders[k].out_dim)
-                     for k in trainer.active_modalities}
+            dims = feature_sizes(trainer.model, trainer.model.modalities)  # the fusion head's inputs, all of them
+            feats = {k: f if k == m else f.new_zeros(f.shape[0], d) for k, d in dims.items()}
             with trainer.autocast():
                 fused = fusion(feats)
             losses["fused"] = trainer.fused_loss_weight * trainer.cross_entropy(fused, batch.labels(m),
                                                                                  batch.global_count(m))
 
-    def on_epoch_end(self, trainer, epoch, record) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
         self.log("active", 1.0 if self.active(epoch) else 0.0)
         if self.assignment is not None and self.active(epoch):
             counts = torch.bincount(self.assignment, minlength=len(self.modalities)).double()
