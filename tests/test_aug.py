@@ -133,6 +133,18 @@ def test_a_best_checkpoint_from_before_a_growth_evaluates_as_it_was(tmp_path):
         assert len(tr.model.heads[m].grown) == n
 
 
+def test_the_eval_command_re_creates_grown_classifiers(tmp_path, capsys):
+    from mmbalance.cli import main
+
+    Trainer(make_cfg(*GROW, "train.epochs=3", out=tmp_path / "r")).fit()
+    capsys.readouterr()
+    assert main(["eval", str(tmp_path / "r"), "--splits", "test"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert shown["test"]["acc"] == pytest.approx(summary["test"]["acc"])
+    assert main(["eval", str(tmp_path / "r"), "--splits", "test", "--checkpoint", "last"]) == 0  # all 3 grown
+
+
 def test_in_memory_selection_keeps_the_growth_state():
     tr = Trainer(make_cfg(*GROW, "train.epochs=3"))
     summary = tr.fit()

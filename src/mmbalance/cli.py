@@ -160,7 +160,7 @@ def cmd_eval(args) -> int:
                                                           ([f"train.device={args.device}"] if args.device else []))
     tr = Trainer(cfg)
     ckpt = load_checkpoint(run / f"{args.checkpoint}.pt")
-    tr.model.load_state_dict(ckpt["model"])
+    tr.load_weights(ckpt)  # re-creates modules that plug-ins added during training (AUG's classifiers)
     res = {split: tr.evaluate(split) for split in args.splits.split(",")}
     print(json.dumps(res, indent=2))
     return 0
