@@ -17,8 +17,9 @@ from typing import Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = Path(__file__).resolve().parent / "results_pages"
-C = "mmbalance compare --seeds 0-4 --epochs 20 --threads 1 --jobs 2 --no-progress --dataset av-digits --preset hard"
-MF = "mmbalance compare --seeds 0-4 --epochs 20 --threads 1 --jobs 2 --no-progress --dataset mfeat --modalities pix,fou,zer"
+BASE = "mmbalance compare --seeds 0-4 --epochs 20 --threads 1 --jobs 2 --no-progress"
+C = f"{BASE} --dataset av-digits --preset hard"
+MF = f"{BASE} --dataset mfeat --modalities pix,fou,zer"
 LOG = "log.tensorboard=false"
 Grid = Tuple[str, str, str, int]  # folder under RUNS_DIR, title, command, Remix warm-up epochs
 

@@ -158,10 +158,11 @@ class Remix(Plugin):
         with trainer.side_pass(train=False):
             for batch in trainer.data.iter_batches("train", train=False):
                 out = trainer.forward(batch.inputs, fuse=False)
-                rows.append(torch.stack([kl_from_uniform(out.logits[m]) for m in self.modalities], 1).cpu())
+                rows.append(torch.stack([kl_from_uniform(out.logits[m]) for m in self.modalities], 1))
                 passes += 1
         self.log("assign_forwards", passes)
-        return torch.cat(rows)
+        # every DDP rank scores the whole training set; averaging makes their assignments (and batch plans) identical
+        return trainer.all_reduce(torch.cat(rows), "mean").cpu()
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if not self.active(epoch):
