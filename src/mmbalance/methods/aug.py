@@ -17,7 +17,8 @@ classifier: if ``s_strong / s_weak > σ + τ`` (``rule=ratio`` [CODE]) or ``s_st
 (``rule=difference`` [PAPER]). New classifiers join the model and the optimizer mid-training
 (``Trainer.add_module``) and are re-created on resume (``on_load``).
 
-There is no fusion module: the prediction is ``Σ_m w_m · Σ_j z^m_j`` (``fusion_weights``) [CODE ``val``], unless
+There is no fusion module: the prediction is ``Σ_m w_m · Σ_j z^m_j`` (``fusion_weights``, normalised to sum to
+one: :func:`~mmbalance.functional.common.ensemble_logits`) [CODE ``val``], unless
 ``keep_fusion`` keeps the configured fusion head (and its fused loss) and leaves the prediction to it [RECON].
 """
 from __future__ import annotations
@@ -31,7 +32,7 @@ from torch import nn
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin, Record
-from ..functional.common import tensor_sum, true_class_probability
+from ..functional.common import ensemble_logits, tensor_sum, true_class_probability
 from ..registry import METHODS
 from .common import encoder_modalities, feature_sizes, modality_weights
 
@@ -292,7 +293,9 @@ class AUG(Plugin):
     # ------------------------------------------------------------------ prediction and state
     def predict(self, trainer: Trainer, out: ModelOutput) -> Optional[torch.Tensor]:
         present = [m for m in self.modalities if m in out.logits]
-        return tensor_sum(self.weights[m] * out.logits[m].float() for m in present) if present else None
+        if not present:
+            return None
+        return ensemble_logits([out.logits[m] for m in present], [self.weights[m] for m in present])
 
     def state_dict(self) -> Dict[str, Any]:
         return {"grown": [list(g) for g in self.grown], "decisions": [list(d) for d in self.decisions]}
