@@ -1,7 +1,8 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms, the
-weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average), and a prediction's
-confidence as its divergence from the uniform distribution."""
+weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms,
+the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average), a gradient-scale
+op (AGM's hooks on the modality contributions, ARL's op after each encoder), and a prediction's confidence as its
+divergence from the uniform distribution."""
 from __future__ import annotations
 
 import itertools
@@ -82,5 +83,25 @@ def ensemble_logits(logits: Sequence[torch.Tensor], weights: Optional[Sequence[f
     raise ValueError(f"ensemble space must be one of {ENSEMBLE_SPACES}, got {space!r}")
 
 
-__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "kl_from_uniform",
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; multiplies the incoming gradient by ``coeff`` (a tensor, so no host sync)."""
+
+    @staticmethod
+    def forward(ctx, x, coeff):
+        ctx.save_for_backward(coeff)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (coeff,) = ctx.saved_tensors
+        return g * coeff.to(g.dtype), None
+
+
+def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
+    """``x`` in the forward pass; the gradient flowing back through it is multiplied by ``coeff`` (a scalar
+    tensor, or one broadcastable to ``x``; it is treated as a constant)."""
+    return _ScaleGrad.apply(x, coeff.detach())
+
+
+__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "kl_from_uniform", "scale_grad",
            "shapley_weight", "tensor_sum", "true_class_probability"]

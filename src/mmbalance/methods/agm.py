@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
-from ..functional.common import coalitions, shapley_weight, tensor_sum
+from ..functional.common import coalitions, scale_grad, shapley_weight, tensor_sum
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, select_params
 
@@ -84,24 +84,6 @@ def update_running(running: torch.Tensor, scores: torch.Tensor, t: int) -> torch
     """Cumulative mean over all steps so far, ``s_hat_t = s_hat_{t-1} (t-1)/t + s_t / t`` (t is 1-based and
     counts across epochs) [CODE]."""
     return running * ((t - 1) / t) + scores.detach() / t
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the incoming gradient by ``coeff`` (the official backward hook)."""
-
-    @staticmethod
-    def forward(ctx, x, coeff):
-        ctx.save_for_backward(coeff)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (coeff,) = ctx.saved_tensors
-        return g * coeff.to(g.dtype), None
-
-
-def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-    return _ScaleGrad.apply(x, coeff.detach())
 
 
 # =============================================================================== the plug-in

@@ -98,6 +98,13 @@ def feature_sizes(model: "MultimodalNet", modalities: Sequence[str]) -> Dict[str
     return {m: int(getattr(model.encoders[m], "out_dim")) for m in modalities}
 
 
+def frozen_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``module(*args)`` with its parameters used as constants: the gradient reaches the inputs, never the
+    module's own parameters (DGL's unimodal losses through the shared head, CGGM's direction loss)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args, kwargs)
+
+
 def modality_weights(plugin: Plugin, option: str, value: Any, modalities: List[str]) -> Dict[str, float]:
     """Per-modality weights from an option given as null (equal weights ``1/M``), a list in modality order or a
     mapping ``{modality: weight}``; a start-up error naming ``method_args.<name>.<option>`` otherwise."""
