@@ -24,13 +24,16 @@ FAST = {
     "bss-h": ["method_args.bss-h.T_grow=2"],
     "dus-rl": ["method_args.dus-rl.policy_update_every=3", "method_args.dus-rl.warmup_epochs=0"],
     "mslr": ["method_args.mslr.window=1"],
+    "aug": ["method_args.aug.check_every=1", "method_args.aug.tau=0"],
+    "remix": ["method_args.remix.warmup_epochs=1"],
 }
 
 #: stacks the documentation promises (sampler x gradient x objective levels, seed methods on baselines)
 STACKS = ["ogm-ge+dus-h", "joint-aux+bss-l", "bss-l+dus-h", "diagnose-relearn+dus-h", "ogm-ge+diagnose-relearn",
           "mmpareto+bss-l", "agm+dus-h", "mla+dus-h", "pmr+bss-h", "ogm-ge+bss-l+dus-h",
           "greedy+bss-l", "umt+dus-h", "ume+dus-h", "mbsd+dus-h",
-          "dgl+dus-h", "inforeg+bss-l", "arl+diagnose-relearn", "cggm+dus-h"]
+          "dgl+dus-h", "inforeg+bss-l", "arl+diagnose-relearn", "cggm+dus-h",
+          "remix+bss-l", "aug+diagnose-relearn", "iprm+dus-h"]
 
 DATA = ["data.options.n=200"]
 

@@ -224,11 +224,13 @@ class BatchDataset(Dataset):
         return out
 
     def _load(self, sub: torch.Tensor, m: str):
+        if len(sub) == 0:  # the modality has no rows this step (Remix's modality-pure batches): None, as documented
+            return None
         if hasattr(self.source, "get_batch"):
             return self.source.get_batch(sub, m)
         if hasattr(self.source, "load"):
-            return torch.stack([self.source.load(int(i), m) for i in sub]) if len(sub) else None
-        return torch.stack([self.source[int(i)]["inputs"][m] for i in sub]) if len(sub) else None
+            return torch.stack([self.source.load(int(i), m) for i in sub])
+        return torch.stack([self.source[int(i)]["inputs"][m] for i in sub])
 
 
 def passthrough_collate(batch):

@@ -48,6 +48,7 @@ class Selection(Plugin):
     def __init__(self) -> None:
         self.best: Dict[str, Any] = {"epoch": -1, "score": -math.inf}
         self.best_state: Optional[Dict[str, torch.Tensor]] = None
+        self.best_plugins: Dict[str, Any] = {}  # growth states of the in-memory best (as best.pt keeps them)
 
     def after_evaluate(self, trainer: "Trainer", epoch: int, record: Record) -> None:
         split = trainer.cfg.eval.select_on
@@ -56,7 +57,7 @@ class Selection(Plugin):
             self.best = {"epoch": epoch, "score": score}
             state = _cpu_state(trainer.model)
             if trainer.out is None:
-                self.best_state = state
+                self.best_state, self.best_plugins = state, growth_states(trainer)
             elif trainer.is_main:
                 atomic_torch_save({"model": state, "epoch": epoch, "score": score, "select_on": split,
                                    "plugins": growth_states(trainer)}, trainer.out / "best.pt")
@@ -66,16 +67,17 @@ class Selection(Plugin):
         if self.best["epoch"] < 0:
             return None
         if self.best_state is not None:
-            return {"model": self.best_state, "plugins": {}}
+            return {"model": self.best_state, "plugins": self.best_plugins}
         if trainer.out is not None:
             return load_checkpoint(trainer.out / "best.pt")
         return None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {"best": dict(self.best), "best_state": self.best_state}
+        return {"best": dict(self.best), "best_state": self.best_state, "best_plugins": self.best_plugins}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.best, self.best_state = dict(state["best"]), state.get("best_state")
+        self.best_plugins = state.get("best_plugins") or {}
 
 
 class EarlyStopping(Plugin):

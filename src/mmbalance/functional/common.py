@@ -1,7 +1,8 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
 weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms,
-the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average), and a gradient-scale
-op (AGM's hooks on the modality contributions, ARL's op after each encoder)."""
+the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average), a gradient-scale
+op (AGM's hooks on the modality contributions, ARL's op after each encoder), and a prediction's confidence as its
+divergence from the uniform distribution."""
 from __future__ import annotations
 
 import itertools
@@ -26,6 +27,14 @@ def discrepancy_ratio(scores: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 def true_class_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``softmax(z_i)[y_i]`` for every row ``i`` (``[n]``), computed in float32."""
     return F.softmax(logits.float(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def kl_from_uniform(logits: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """``KL(p || uniform) = Σ_c p_c log2(p_c · C)`` per row (``[n]``, bits), with ``p = softmax(z)`` clipped to
+    ``[eps, 1]`` first (Data Remixing's confidence measure; 0 for a uniform prediction, ``log2 C`` for a one-hot
+    one). Higher means more confident."""
+    p = F.softmax(logits.float(), dim=1).clamp(eps, 1.0)
+    return (p * torch.log2(p * logits.shape[1])).sum(1)
 
 
 def shapley_weight(size: int, m: int) -> float:
@@ -94,5 +103,5 @@ def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     return _ScaleGrad.apply(x, coeff.detach())
 
 
-__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "scale_grad", "shapley_weight",
-           "tensor_sum", "true_class_probability"]
+__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "kl_from_uniform", "scale_grad",
+           "shapley_weight", "tensor_sum", "true_class_probability"]

@@ -1,6 +1,6 @@
 """Plug-in helpers shared by the gradient-level methods: modulation windows, which encoder tensors a
-modulation touches, where per-modality scores come from (shares of the fused head or the heads), and the
-encoders' feature sizes."""
+modulation touches, where per-modality scores come from (shares of the fused head or the heads), the
+encoders' feature sizes, and per-modality weights given as an option."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
@@ -103,3 +103,22 @@ def frozen_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
     module's own parameters (DGL's unimodal losses through the shared head, CGGM's direction loss)."""
     params = {name: p.detach() for name, p in module.named_parameters()}
     return torch.func.functional_call(module, params, args, kwargs)
+
+
+def modality_weights(plugin: Plugin, option: str, value: Any, modalities: List[str]) -> Dict[str, float]:
+    """Per-modality weights from an option given as null (equal weights ``1/M``), a list in modality order or a
+    mapping ``{modality: weight}``; a start-up error naming ``method_args.<name>.<option>`` otherwise."""
+    if value is None:
+        return {m: 1.0 / len(modalities) for m in modalities}
+    if isinstance(value, dict):
+        missing = [m for m in modalities if m not in value]
+        if missing:
+            raise plugin.option_error(option, f"a weight for every modality {modalities} (no {missing[0]!r})", value)
+        value = [value[m] for m in modalities]
+    if not isinstance(value, (list, tuple)) or len(value) != len(modalities):
+        raise plugin.option_error(option, f"null, a mapping or a list of {len(modalities)} numbers (modalities "
+                                          f"{modalities})", value)
+    try:
+        return {m: float(w) for m, w in zip(modalities, value)}
+    except (TypeError, ValueError):
+        raise plugin.option_error(option, "numbers", value) from None

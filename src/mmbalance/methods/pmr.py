@@ -178,6 +178,8 @@ class PMR(Plugin):
         if self.prototypes is None:
             raise RuntimeError("pmr: no prototypes yet (on_epoch_start did not run)")
         n = out.n_pair
+        if n == 0:  # a modality-pure batch (Remix): no paired rows to compare the modalities on
+            return
         sims = {m: prototype_logits(out.features[m], self.prototypes[m]) for m in self._mods}
         scores = trainer.all_reduce(prototype_scores({m: s[:n] for m, s in sims.items()}, batch.paired_labels(),
                                                      self._mods), "sum")

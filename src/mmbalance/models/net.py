@@ -82,6 +82,8 @@ class MultimodalNet(nn.Module):
             heads_in, fusion_in = routes.heads, routes.fusion
         logits = {m: self.heads[m](f) for m, f in heads_in.items()}
         n_pair = min(f.shape[0] for f in feats.values()) if feats else 0
+        if any(inputs[m] is None for m in self.modalities if m in inputs):
+            n_pair = 0  # a modality given no rows this step (a modality-pure batch): no row is paired
         fused = None
         if fuse and self.fusion is not None and len(feats) == len(self.modalities) and n_pair > 0:
             fused = self.fusion({m: f[:n_pair] for m, f in fusion_in.items()})
