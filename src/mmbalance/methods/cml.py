@@ -114,7 +114,9 @@ class CML(Plugin):
         y, feats = batch.paired_labels(), out.paired_features()
         m_count = len(self._mods)
         previous, removed = out.fused, set()
-        ce_removed, penalty, gain = [], [], []
+        ce_removed: List[torch.Tensor] = []
+        penalty: List[torch.Tensor] = []
+        gain: List[torch.Tensor] = []
         for m in reversed(self._order[1:]):  # pop from the end of the order, M - 1 times
             removed.add(m)
             with trainer.autocast():
@@ -123,11 +125,12 @@ class CML(Plugin):
             penalty.append(confidence_penalty(previous, reduced, self.hinge))
             gain.append((confidence(reduced) - confidence(previous)).detach().mean())
             previous = reduced
+        total_penalty = torch.stack(penalty).sum()
         losses["fused"] = losses["fused"] / m_count
-        losses["cml_removed"] = trainer.fused_loss_weight * sum(ce_removed) / m_count
-        losses["cml_conf"] = self.lam * sum(penalty)
-        self.log_mean("conf_gain", sum(gain) / len(gain))
-        self.log_mean("penalty", sum(penalty).detach())
+        losses["cml_removed"] = trainer.fused_loss_weight * torch.stack(ce_removed).sum() / m_count
+        losses["cml_conf"] = self.lam * total_penalty
+        self.log_mean("conf_gain", torch.stack(gain).mean())
+        self.log_mean("penalty", total_penalty.detach())
 
 
 __all__ = ["CML", "confidence", "confidence_penalty", "removal_order", "zeroed"]

@@ -62,7 +62,8 @@ def fusion_shares(trainer: "Trainer", feats: Dict[str, torch.Tensor], grad: bool
         with trainer.autocast():
             return {m: z.float() for m, z in fusion.modality_logits(feats).items()}
     with torch.no_grad():
-        return {m: z.float() for m, z in fusion.modality_logits({m: f.detach().float() for m, f in feats.items()}).items()}
+        detached = {m: f.detach().float() for m, f in feats.items()}
+        return {m: z.float() for m, z in fusion.modality_logits(detached).items()}
 
 
 def true_class_scores(trainer: "Trainer", logits: Dict[str, torch.Tensor], modalities: List[str],

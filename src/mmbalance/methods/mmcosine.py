@@ -94,7 +94,8 @@ class MMCosine(Plugin):
         fusion = model.fusion
         if not isinstance(fusion, (ConcatFusion, SumFusion)):
             got = ("no fusion head (a stacked method removed it)" if fusion is None else
-                   f"{type(fusion).__name__} (model.fusion={trainer.cfg.model.fusion!r}, or a stacked method changed it)")
+                   f"{type(fusion).__name__} (model.fusion={trainer.cfg.model.fusion!r}, or a stacked method "
+                   f"changed it)")
             raise ValueError(f"mmcosine normalises the class weights of a linear fusion head per modality, so it "
                              f"needs model.fusion=concat or sum; got {got}")
         model.fusion = CosineFusion(fusion, self.scale)

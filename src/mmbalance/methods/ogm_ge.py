@@ -96,7 +96,8 @@ class OGMGE(Plugin):
     inside the modulation window. For two modalities this is exactly the official rule; for M > 2
     modalities every modality scoring above the mean of the others is slowed [RECON; BalanceBenchmark's
     3-modality variant divides by the minimum score and uses a cosine-softmax, which we do not copy].
-    Training loss: the fused cross-entropy only (as ``joint``), like the release.
+    Training loss: the fused cross-entropy only (as ``joint``), like the release. ``boost=c`` turns it into
+    OGM* (BML_TPAMI2024): every weaker modality's encoder gradients are multiplied by c instead.
 
     Logged: per step ``ogm-ge/<m>/ratio`` and ``ogm-ge/<m>/coeff`` (``steps`` in metrics.jsonl) and their
     epoch means (``plugins``), plus ``ogm-ge/active`` (1 inside the window).
