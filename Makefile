@@ -8,10 +8,13 @@ DEMO_OUT ?= runs/demo
 
 install: $(VENV)/.installed
 
+# multiviewstacking: dataset `htad` reads HTAD from this wheel at run time (its data terms forbid shipping it
+# with mmbalance); --no-deps because only its data file is used, not the package (nor its pandas dependency).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q --no-deps multiviewstacking==0.7.5
 	touch $@
 
 demo: install

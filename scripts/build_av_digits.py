@@ -37,7 +37,6 @@ import ctypes
 import json
 import multiprocessing as mp
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -47,12 +46,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from mmbalance.data.embedded import (  # noqa: E402
     AV_DIGITS_FILE,
-    FILES_DIR,
-    SHA256SUMS,
-    read_sha256sums,
-    sha256_file,
+    rebuild,
     write_npz_deterministic,
-    write_sha256sums,
 )
 
 # ------------------------------------------------------------------------------------------- configuration
@@ -264,26 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: the package's files/)")
     args = parser.parse_args(argv)
 
-    expected = read_sha256sums().get(AV_DIGITS_FILE) if (FILES_DIR / SHA256SUMS).exists() else None
-    if args.check:
-        with tempfile.TemporaryDirectory() as tmp:
-            digest = sha256_file(build(Path(tmp)))
-        print(f"{digest}  {AV_DIGITS_FILE} (rebuilt)")
-        print(f"{expected}  {AV_DIGITS_FILE} (shipped)")
-        ok = digest == expected
-        print("OK: rebuild matches the shipped checksum" if ok else "MISMATCH: rebuild differs from the shipped file")
-        return 0 if ok else 1
-
-    out = build(args.out or FILES_DIR)
-    digest = sha256_file(out)
-    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
-    print(f"{digest}  {AV_DIGITS_FILE}")
-    if args.out is None:
-        sums = read_sha256sums() if (FILES_DIR / SHA256SUMS).exists() else {}
-        sums[AV_DIGITS_FILE] = digest
-        write_sha256sums(sums)
-        print(f"updated {FILES_DIR / SHA256SUMS}")
-    return 0
+    return rebuild(AV_DIGITS_FILE, build, check=args.check, out=args.out)
 
 
 if __name__ == "__main__":

@@ -1,62 +1,104 @@
-"""Assemble RESULTS.md from the `mmbalance compare` grids under runs/results/ (see RESULTS.md for commands)."""
+#!/usr/bin/env python
+"""Regenerate RESULTS.md and the README's result tables from the grids declared in a spec.
+
+The spec (default ``scripts/results_grids.yaml``; format in :mod:`mmbalance.report.grids`) lists every grid:
+dataset, preset, methods (incl. stacks) or a composition matrix, seeds, epochs, overrides. Each grid's folder
+is ``ROOT/<name>`` (default ROOT: runs/results).
+
+    python scripts/build_results_md.py --commands        # print each grid's exact `mmbalance compare` command
+    python scripts/build_results_md.py --run --jobs 2    # run the grids that are missing or unfinished, then build
+    python scripts/build_results_md.py                   # build RESULTS.md + README tables from finished grids
+
+Building refuses (exit 1, nothing written) while any grid is unfinished, and names it. Tables are recomputed
+from the run folders (summary.json, metrics.jsonl), never copied, so they cannot go stale.
+"""
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GRIDS = [
-    ("av-digits, preset `hard` (both modalities corrupted)", "av-digits-hard"),
-    ("av-digits, preset `clean` (audio dominates)", "av-digits-clean"),
-    ("mfeat, three views `pix,fou,zer`", "mfeat-pix-fou-zer"),
-]
+sys.path.insert(0, str(ROOT / "src"))
 
-HEADER = """# Results
-
-Measured by this project with `mmbalance compare`, on the embedded datasets, CPU, MLP encoders
-(64-d features), concat fusion, SGD (lr 0.05, momentum 0.9, wd 1e-4), batch 64, 30 epochs, seeds 0–2.
-Every number is the **test** metric of the checkpoint selected on **validation** accuracy, as mean ± sample
-std over seeds; Δ and p compare with `joint` seed by seed (paired t-test). With three seeds, p-values are
-coarse: read W/T/L (seeds won/tied/lost) next to them. Nothing here was tuned on the test split: every
-method runs with its documented defaults, except the two schedule lengths that the papers set for
-100+-epoch runs — D&R re-initialises every 8 epochs (`reinit_every=8`, at most 3 times) and BSS-H reaches the
-full data at epoch 10 (`T_grow=10`) — so that they act within 30 epochs.
-
-What these tables say, honestly:
-* On av-digits `hard`, most balancing methods beat `joint` — but so does `joint-aux` (joint training plus
-  one cross-entropy per modality head), by 3.5 points. MLA, `ogm-ge+dus-h`, ReconBoost, DUS-H, MMPareto,
-  BSS-L and G-Blending are ahead of `joint-aux` by 1–3 points, within about one or two standard deviations
-  with three seeds. AGM and MSLR do not beat `joint` here.
-* On av-digits `clean` `joint` is at 98.6 %; most methods reach 99–100 % (+0.5 to +1.4 points, `joint-aux`
-  +0.9), none significant with three seeds. On mfeat `joint` is at 98.9 % and nothing helps; several
-  methods are slightly worse.
-* **Failures are part of the result.** `ogm-ge+dus-h` diverged on av-digits `clean` in 2 of 3 seeds (the
-  non-finite-loss guard stopped both at epoch 24; the table aggregates the one completed seed). The logs show
-  the audio encoder collapsing early; audio's share of the fused head then dies, image becomes "dominant",
-  OGM-GE's coefficient for image goes to 0 — and the GE noise, scaled by the raw gradient's std, keeps being
-  added, so the image encoder random-walks until it explodes. The same seeds with plain `ogm-ge` did not
-  diverge. Not fixed; reported.
-* The seed papers report larger gains on CREMA-D / Kinetics-Sounds with ResNet-18s trained for 100+ epochs;
-  those settings are in `configs/` but were not run here (no such data offline).
-
-Per-method write-ups with more settings, ablations and seeds are in `docs/results/`:
-`diagnose-relearn.md`, `bss.md`, `dus.md`, `baselines-gradient.md`, `baselines-objective.md`.
-Re-create this page with `python scripts/build_results_md.py` after running the commands below.
-"""
+from mmbalance.config import ConfigError  # noqa: E402
+from mmbalance.report import grids as G  # noqa: E402
 
 
-def main() -> int:
-    parts = [HEADER]
-    for title, name in GRIDS:
-        md = ROOT / "runs" / "results" / name / "results.md"
-        if not md.is_file():
-            print(f"missing {md}: run the command for this grid first", file=sys.stderr)
-            return 1
-        body = md.read_text().split("\n", 1)[1].strip()  # drop the page title
-        parts.append(f"\n## {title}\n\n{body}\n")
-    (ROOT / "RESULTS.md").write_text("".join(parts))
-    print("wrote RESULTS.md")
+def run_missing(grids, root: Path, jobs: int) -> bool:
+    """Run every unfinished grid with `mmbalance compare` (which resumes); True when all ran cleanly."""
+    ok = True
+    for g in grids:
+        if G.is_complete(g, root):
+            print(f"{g.name}: complete")
+            continue
+        argv = G.command(g, root, jobs=jobs)
+        print(f"{g.name}: running {' '.join(argv)}", flush=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"),
+                                                                           os.environ.get("PYTHONPATH")]))}
+        rc = subprocess.call([sys.executable, "-m", "mmbalance", *argv[1:]], env=env)
+        if rc != 0:
+            print(f"{g.name}: mmbalance compare exited {rc}", file=sys.stderr)
+            ok = False
+    return ok
+
+
+def build(spec: dict, grids, root: Path, results: Path, readme: Path) -> int:
+    missing = [g.name for g in grids if not G.is_complete(g, root)]
+    if missing:
+        print(f"unfinished grid(s): {', '.join(missing)}; run them first (--run, or the commands of --commands). "
+              f"Nothing was written.", file=sys.stderr)
+        return 1
+    by_name = {g.name: g for g in grids}
+    parts = [spec["header"].strip() + "\n"] if spec["header"] else []
+    parts += ["\n" + G.section_markdown(g, root) for g in grids]
+    results.write_text("".join(parts))
+    print(f"wrote {results}")
+    if spec["readme"]:
+        text = readme.read_text()
+        for entry in spec["readme"]:
+            names = [n for n in entry["grids"] if n in by_name]
+            text = G.replace_marked(text, entry["marker"], G.readme_markdown([by_name[n] for n in names], root))
+        readme.write_text(text)
+        print(f"updated {readme}")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    p.add_argument("--spec", type=Path, default=ROOT / "scripts" / "results_grids.yaml")
+    p.add_argument("--root", type=Path, default=Path("runs/results"), help="folder of the grid folders")
+    p.add_argument("--results", type=Path, default=ROOT / "RESULTS.md")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--only", help="comma-separated grid names for --commands / --run (building always uses all)")
+    p.add_argument("--commands", action="store_true", help="print each grid's command and what it skips")
+    p.add_argument("--run", action="store_true", help="run the unfinished grids, then build")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes per grid with --run (same numbers)")
+    args = p.parse_args(argv)
+    try:
+        spec = G.load_spec(args.spec)
+        grids = all_grids = [G.resolve(g) for g in spec["grids"]]
+        if args.only:
+            wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+            unknown = [n for n in wanted if n not in {g.name for g in grids}]
+            if unknown:
+                raise ConfigError(f"--only: no grid named {unknown[0]!r} in {args.spec}")
+            grids = [g for g in grids if g.name in wanted]
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.commands:
+        for g in grids:
+            print(f"# {g.name}: {g.title} ({len(g.methods)} methods)")
+            for note in g.notes:
+                print(f"#   {note}")
+            print(G.command_text(g, args.root) + "\n")
+        return 0
+    if args.run and not run_missing(grids, args.root, args.jobs):
+        return 1
+    return build(spec, all_grids, args.root, args.results, args.readme)
 
 
 if __name__ == "__main__":

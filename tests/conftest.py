@@ -60,20 +60,28 @@ def _without_timings(record):
     return record
 
 
-def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4):
+def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4, extra=(), on_cut=None):
     """Train ``epochs`` epochs uninterrupted; train again but interrupt at the start of epoch ``crash_at``
     and resume from ``last.pt``. Every epoch record (timings aside) and the summary must be identical.
+    ``extra``: plug-in classes (or factories) added to every run next to the configured method; ``on_cut(folder)``
+    is called on the interrupted run's folder before it resumes.
     Returns the uninterrupted run's records for further checks."""
     from mmbalance import Trainer
     from mmbalance.methods import build_plugins
 
+    def plugins(cfg, *more):
+        return build_plugins(cfg) + [make() for make in extra] + list(more)
+
     over = [*overrides, f"train.epochs={epochs}"]
-    full = Trainer(make_cfg(*over, out=tmp_path / "full")).fit()
+    cfg_full = make_cfg(*over, out=tmp_path / "full")
+    full = Trainer(cfg_full, plugins=plugins(cfg_full)).fit()
     cfg = make_cfg(*over, out=tmp_path / "cut")
     with pytest.raises(KeyboardInterrupt):
-        Trainer(cfg, plugins=build_plugins(cfg) + [Crash(crash_at)]).fit()
+        Trainer(cfg, plugins=plugins(cfg, Crash(crash_at))).fit()
     assert len(load_metrics(tmp_path / "cut")) == crash_at
-    resumed = Trainer(cfg).fit(resume=True)
+    if on_cut is not None:
+        on_cut(tmp_path / "cut")
+    resumed = Trainer(cfg, plugins=plugins(cfg)).fit(resume=True)
     a, b = load_metrics(tmp_path / "full"), load_metrics(tmp_path / "cut")
     assert len(a) == len(b) == epochs
     for ra, rb in zip(a, b):

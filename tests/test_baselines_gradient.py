@@ -20,15 +20,10 @@ from mmbalance.methods.ogm_ge import modulate_, ogm_coefficients, true_class_sco
 from mmbalance.methods.pmr import (class_means, pmr_coefficients, prototype_entropy, prototype_logits,
                                    update_prototypes)
 
+from conftest import assert_resume_is_exact, load_metrics, make_cfg
+
 METHODS5 = ["ogm-ge", "agm", "pmr", "mslr", "mmpareto"]
-FAST = ["log.tensorboard=false", "train.progress=false", "eval.probe=false", "train.batch_size=32", "optim.lr=0.05"]
-
-
-def _cfg(method, *extra, data=("data.name=synthetic", "data.options.n=240"), epochs=2, out=None):
-    items = list(data) + [f"method={method}", f"train.epochs={epochs}"] + FAST + list(extra)
-    if out is not None:
-        items.append(f"out={out}")
-    return Config().override(items)
+SMALL = ["data.options.n=240"]
 
 
 def _batch(trainer, n=32):
@@ -40,25 +35,10 @@ def _batch(trainer, n=32):
                                    {m: n for m in trainer.modalities}))
 
 
-def _records(path):
-    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
-
-
-def _untimed(path):
-    recs = _records(path)
-    for r in recs:
-        r.pop("time", None)
-        r["train"].pop("time_s", None)
-    return recs
-
-
 def _assert_exact_resume(tmp_path, method, *extra):
-    full, part = tmp_path / "full", tmp_path / "part"
-    Trainer(_cfg(method, *extra, epochs=3, out=full)).fit()
-    Trainer(_cfg(method, *extra, epochs=2, out=part)).fit()
-    Trainer(_cfg(method, *extra, epochs=3, out=part)).fit(resume=True)
-    assert _untimed(full) == _untimed(part)
-    return full, part
+    """The shared exact-resume check; returns the uninterrupted and the resumed run folders."""
+    assert_resume_is_exact(tmp_path, [f"method={method}", *SMALL, *extra], crash_at=2, epochs=3)
+    return tmp_path / "full", tmp_path / "cut"
 
 
 # ====================================================================== OGM-GE
@@ -98,7 +78,7 @@ def test_ogm_modulate_scales_and_adds_noise_with_the_gradient_std():
 
 
 def test_ogm_scales_the_dominant_encoder_gradient_in_the_real_step():
-    t = Trainer(_cfg("ogm-ge", "method_args.ogm-ge.ge=false"))
+    t = Trainer(make_cfg("method=ogm-ge", *SMALL, "method_args.ogm-ge.ge=false"))
     p = t.plugin("ogm-ge")
     p.on_fit_start(t)
     batch = _batch(t)
@@ -125,8 +105,8 @@ def test_ogm_scales_the_dominant_encoder_gradient_in_the_real_step():
 
 
 def test_ogm_fit_logs_ratios_and_slows_the_informative_modality(tmp_path):
-    Trainer(_cfg("ogm-ge", epochs=3, out=tmp_path)).fit()
-    recs = _records(tmp_path)
+    Trainer(make_cfg("method=ogm-ge", *SMALL, "train.epochs=3", out=tmp_path)).fit()
+    recs = load_metrics(tmp_path)
     # synthetic: modality a is far more informative than b, so a dominates and is slowed
     assert all(r["plugins"]["ogm-ge/a/ratio"] > 1 > r["plugins"]["ogm-ge/b/ratio"] for r in recs[1:])
     assert all(r["plugins"]["ogm-ge/a/coeff"] < 1.0 == r["plugins"]["ogm-ge/b/coeff"] for r in recs[1:])
@@ -135,24 +115,25 @@ def test_ogm_fit_logs_ratios_and_slows_the_informative_modality(tmp_path):
 
 
 def test_ogm_window_outside_leaves_gradients_alone(tmp_path):
-    cfg = _cfg("ogm-ge", "method_args.ogm-ge.modulation_starts=5", "method_args.ogm-ge.modulation_ends=6")
-    ref = Trainer(_cfg("joint")).fit()
+    cfg = make_cfg("method=ogm-ge", *SMALL, "method_args.ogm-ge.modulation_starts=5",
+                   "method_args.ogm-ge.modulation_ends=6")
+    ref = Trainer(make_cfg("method=joint", *SMALL)).fit()
     got = Trainer(cfg).fit()
     assert got["test"]["acc"] == ref["test"]["acc"] and got["val"]["loss"] == pytest.approx(ref["val"]["loss"])
 
 
 def test_ogm_startup_errors_name_the_option():
     with pytest.raises(ValueError, match=r"fusion 'film'.*score_from=heads"):
-        Trainer(_cfg("ogm-ge", "model.fusion=film")).fit()
+        Trainer(make_cfg("method=ogm-ge", *SMALL, "model.fusion=film")).fit()
     with pytest.raises(ValueError, match="unimodal_loss_weight"):
-        Trainer(_cfg("ogm-ge", "model.fusion=film", "method_args.ogm-ge.score_from=heads")).fit()
+        Trainer(make_cfg("method=ogm-ge", *SMALL, "model.fusion=film", "method_args.ogm-ge.score_from=heads")).fit()
     # film works when the heads are trained and score the modalities
-    Trainer(_cfg("ogm-ge", "model.fusion=film", "method_args.ogm-ge.score_from=heads",
-                 "train.unimodal_loss_weight=1", epochs=1)).fit()
+    Trainer(make_cfg("method=ogm-ge", *SMALL, "model.fusion=film", "method_args.ogm-ge.score_from=heads",
+                     "train.unimodal_loss_weight=1", "train.epochs=1")).fit()
     with pytest.raises(ValueError, match="method_args.ogm-ge.alpha"):
-        Trainer(_cfg("ogm-ge", "method_args.ogm-ge.alpha=-1"))
+        Trainer(make_cfg("method=ogm-ge", *SMALL, "method_args.ogm-ge.alpha=-1"))
     with pytest.raises(ValueError, match="selects no parameter"):
-        Trainer(_cfg("ogm-ge", "method_args.ogm-ge.params=conv", epochs=1)).fit()
+        Trainer(make_cfg("method=ogm-ge", *SMALL, "method_args.ogm-ge.params=conv", "train.epochs=1")).fit()
 
 
 # ====================================================================== AGM
@@ -215,8 +196,8 @@ def test_agm_running_mean_and_scores():
 def test_agm_output_mode_scales_each_encoder_by_its_coefficient():
     # with zero-feature padding and a concat head, c_m = f_m W_m^T + b/2: the encoder gradients become exactly
     # k_m times the plain ones, and the loss value is unchanged
-    t = Trainer(_cfg("agm", "method_args.agm.pad=zero_feature", "method_args.agm.grad_clip=null",
-                     "method_args.agm.alpha=0.5"))
+    t = Trainer(make_cfg("method=agm", *SMALL, "method_args.agm.pad=zero_feature", "method_args.agm.grad_clip=null",
+                         "method_args.agm.alpha=0.5"))
     p = t.plugin("agm")
     p.on_fit_start(t)
     p.running = torch.tensor([0.3, 1.9], device=t.device)  # a history in which a was far ahead
@@ -248,8 +229,9 @@ def test_agm_state_round_trip_and_exact_resume(tmp_path):
 
 
 def test_agm_encoder_mode_and_logs(tmp_path):
-    Trainer(_cfg("agm", "method_args.agm.mode=encoder", "method_args.agm.alpha=1.0", epochs=2, out=tmp_path)).fit()
-    rec = _records(tmp_path)[-1]["plugins"]
+    Trainer(make_cfg("method=agm", *SMALL, "method_args.agm.mode=encoder", "method_args.agm.alpha=1.0",
+                     "train.epochs=2", out=tmp_path)).fit()
+    rec = load_metrics(tmp_path)[-1]["plugins"]
     assert rec["agm/a/ratio"] > 1 > rec["agm/b/ratio"]  # a (informative) has the lower contribution loss
     assert rec["agm/a/score"] < rec["agm/b/score"]
     assert 0.0 <= rec["agm/clipped"] <= 1.0
@@ -293,9 +275,9 @@ def test_pmr_prototype_update_hand_computed():
 
 
 def test_pmr_prototypes_follow_the_formula_in_the_real_loop(tmp_path):
-    t = Trainer(_cfg("pmr", epochs=2, out=tmp_path))
+    t = Trainer(make_cfg("method=pmr", *SMALL, "train.epochs=2", out=tmp_path))
     t.fit()
-    recs = _records(tmp_path)
+    recs = load_metrics(tmp_path)
     assert all(r["plugins"]["pmr/b/beta"] > 0 and r["plugins"]["pmr/a/beta"] == 0 for r in recs)
     assert all(r["train"]["loss_pmr_b"] > 0 and r["train"]["loss_pmr_a"] == 0 for r in recs)
     assert recs[0]["train"]["loss_pmr_entropy"] < 0  # PER maximises the dominant modality's entropy
@@ -324,7 +306,8 @@ def test_pmr_exact_resume(tmp_path):
 
 # ====================================================================== MSLR
 def test_mslr_param_groups_hand_computed():
-    t = Trainer(_cfg("mslr", "method_args.mslr.ratios={a: 0.5, b: 2.0}", "method_args.mslr.strategy=keep"))
+    t = Trainer(make_cfg("method=mslr", *SMALL, "method_args.mslr.ratios={a: 0.5, b: 2.0}",
+                         "method_args.mslr.strategy=keep"))
     groups = t.optimizer.param_groups
     assert [g["modality"] for g in groups] == ["a", "b", None]
     assert [g["lr"] for g in groups] == pytest.approx([0.025, 0.1, 0.05])
@@ -343,10 +326,11 @@ def test_mslr_dynamic_ratio_hand_computed():
 
 
 def test_mslr_dynamic_rates_follow_validation_accuracy_and_the_scheduler(tmp_path):
-    t = Trainer(_cfg("mslr", "method_args.mslr.window=1", "method_args.mslr.ratios={b: 2.0}",
-                     "optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5", epochs=3, out=tmp_path))
+    t = Trainer(make_cfg("method=mslr", *SMALL, "method_args.mslr.window=1", "method_args.mslr.ratios={b: 2.0}",
+                         "optim.scheduler=step", "optim.step_size=1", "optim.gamma=0.5", "train.epochs=3",
+                         out=tmp_path))
     t.fit()
-    recs = _records(tmp_path)
+    recs = load_metrics(tmp_path)
     acc = {m: [r["plugins"][f"mslr/{m}/val_acc"] for r in recs] for m in ("a", "b")}
     init = {"a": 1.0, "b": 2.0}
     for m in ("a", "b"):
@@ -369,11 +353,11 @@ def test_mslr_exact_resume(tmp_path):
 
 def test_mslr_errors():
     with pytest.raises(ValueError, match="names modality 'zz'"):
-        Trainer(_cfg("mslr", "method_args.mslr.ratios={zz: 2.0}"))
+        Trainer(make_cfg("method=mslr", *SMALL, "method_args.mslr.ratios={zz: 2.0}"))
     with pytest.raises(ValueError, match="method_args.mslr.ratios.a"):
-        Trainer(_cfg("mslr", "method_args.mslr.ratios={a: -1}"))
+        Trainer(make_cfg("method=mslr", *SMALL, "method_args.mslr.ratios={a: -1}"))
     with pytest.raises(ValueError, match="score_from=heads"):
-        Trainer(_cfg("mslr", "model.fusion=gated", epochs=1)).fit()
+        Trainer(make_cfg("method=mslr", *SMALL, "model.fusion=gated", "train.epochs=1")).fit()
 
 
 # ====================================================================== MMPareto
@@ -407,7 +391,7 @@ def test_mmpareto_combine_hand_computed():
 
 
 def test_mmpareto_real_step_matches_a_manual_computation():
-    t = Trainer(_cfg("mmpareto"))
+    t = Trainer(make_cfg("method=mmpareto", *SMALL))
     p = t.plugin("mmpareto")
     p.on_fit_start(t)
     batch = _batch(t)
@@ -443,8 +427,8 @@ def test_mmpareto_real_step_matches_a_manual_computation():
 
 
 def test_mmpareto_fit_and_errors(tmp_path):
-    Trainer(_cfg("mmpareto", epochs=2, out=tmp_path)).fit()
-    recs = _records(tmp_path)
+    Trainer(make_cfg("method=mmpareto", *SMALL, "train.epochs=2", out=tmp_path)).fit()
+    recs = load_metrics(tmp_path)
     for r in recs:
         for m in ("a", "b"):
             assert -1 <= r["plugins"][f"mmpareto/{m}/cos"] <= 1
@@ -452,17 +436,17 @@ def test_mmpareto_fit_and_errors(tmp_path):
         assert r["train"]["loss_uni_a"] > 0
     assert len(recs[0]["steps"]["mmpareto/a/cos"]) == recs[0]["train"]["steps"]
     with pytest.raises(ValueError, match="unimodal_loss_weight"):
-        Trainer(_cfg("mmpareto", "train.unimodal_loss_weight=0", epochs=1)).fit()
+        Trainer(make_cfg("method=mmpareto", *SMALL, "train.unimodal_loss_weight=0", "train.epochs=1")).fit()
 
 
 # ====================================================================== all five
 @pytest.mark.parametrize("method", METHODS5)
 def test_three_modalities_on_mfeat(method, tmp_path):
-    cfg = _cfg(method, "train.batch_size=128", data=("data.name=mfeat", "data.modalities=[pix,fou,zer]"), epochs=1,
-               out=tmp_path)
+    cfg = make_cfg(f"method={method}", "data.name=mfeat", "data.modalities=[pix,fou,zer]", "train.batch_size=128",
+                   "train.epochs=1", out=tmp_path)
     s = Trainer(cfg).fit()
     assert s["modalities"] == ["pix", "fou", "zer"] and s["test"]["acc"] > 0.5
-    keys = _records(tmp_path)[0]["plugins"]
+    keys = load_metrics(tmp_path)[0]["plugins"]
     prefix = method  # every plug-in logs under its registered name
     assert {m for m in ("pix", "fou", "zer") if any(k.startswith(f"{prefix}/{m}/") for k in keys)} == {"pix", "fou", "zer"}
 
@@ -475,7 +459,7 @@ def test_stateless_methods_resume_exactly(method, tmp_path):
 
 @pytest.mark.parametrize("method", ["ogm-ge", "agm", "pmr", "mmpareto"])
 def test_stacks_with_dus_nested_batches(method):
-    s = Trainer(_cfg(f"dus-h+{method}", epochs=1)).fit()
+    s = Trainer(make_cfg(f"method=dus-h+{method}", *SMALL, "train.epochs=1")).fit()
     assert s["test"]["acc"] > 0
 
 
@@ -490,6 +474,6 @@ def test_refuses_a_step_replacing_method(method):
         def training_step(self, trainer, batch):  # a step strategy
             return {}
 
-    plugins = build_plugins(_cfg(method)) + [Stepper()]
+    plugins = build_plugins(make_cfg(f"method={method}", *SMALL)) + [Stepper()]
     with pytest.raises(IncompatiblePluginsError, match="replaces that step"):
         check_plugins(plugins)

@@ -16,16 +16,11 @@ from mmbalance.methods import build_plugins
 from mmbalance.methods.diagnose_relearn import (EMBEDDINGS_FILE, DiagnoseRelearn, encoder_init_params,
                                                 reinit_strength, soft_reinit_)
 
+from conftest import assert_resume_is_exact, make_cfg
+
 DR = "diagnose-relearn"
-FAST = ["log.tensorboard=false", "train.progress=false", "eval.probe=false", "train.batch_size=32",
-        f"method_args.{DR}.kmeans_backend=torch", f"method_args.{DR}.n_init=2"]
-
-
-def _cfg(method=DR, extra=(), data=("data.name=synthetic", "data.options.n=160"), **kw):
-    fast = [x for x in FAST if DR in method or "method_args" not in x]  # joint rejects D&R's method_args
-    items = list(data) + [f"method={method}", "optim.lr=0.05"] + fast
-    items += [f"{k}={v}" for k, v in kw.items()] + list(extra)
-    return Config().override(items)
+DATA = ["data.options.n=160"]
+DR_FAST = [f"method_args.{DR}.kmeans_backend=torch", f"method_args.{DR}.n_init=2"]
 
 
 def _plugin(trainer) -> DiagnoseRelearn:
@@ -122,7 +117,8 @@ def _perturb(model):
 
 
 def test_soft_reinit_blends_parameters_only_of_encoders():
-    cfg = _cfg(data=[], extra=["model.encoder=cnn", "model.feature_dim=16", "model.encoder_args.width=4"])
+    cfg = make_cfg("data.name=av-digits", f"method={DR}", "train.epochs=20", *DR_FAST, "model.encoder=cnn",
+                   "model.feature_dim=16", "model.encoder_args.width=4")
     trainer = Trainer(cfg, splits=_image_splits())
     plugin = _plugin(trainer)
     plugin.on_fit_start(trainer)
@@ -159,7 +155,8 @@ def test_soft_reinit_blends_parameters_only_of_encoders():
 
 
 def test_reset_optimizer_state_drops_encoder_momentum_only():
-    trainer = Trainer(_cfg(extra=[f"method_args.{DR}.reset_optimizer_state=true"]))
+    trainer = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=20", *DR_FAST,
+                               f"method_args.{DR}.reset_optimizer_state=true"))
     plugin = _plugin(trainer)
     plugin.on_fit_start(trainer)
     trainer.train_epoch(0)
@@ -175,12 +172,13 @@ def test_reset_optimizer_state_drops_encoder_momentum_only():
 
 # ====================================================================== state
 def test_state_keeps_its_own_copy_of_initial_weights():
-    t1 = Trainer(_cfg())
+    t1 = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=20", *DR_FAST))
     p1 = _plugin(t1)
     p1.on_fit_start(t1)
     p1.n_reinit = 2
     state = p1.state_dict()
-    t2 = Trainer(_cfg(**{"train.seed": 5}))  # different initial weights
+    t2 = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=20", *DR_FAST,
+                          "train.seed=5"))  # different initial weights
     p2 = _plugin(t2)
     p2.load_state_dict(state)
     p2.on_fit_start(t2)
@@ -191,29 +189,15 @@ def test_state_keeps_its_own_copy_of_initial_weights():
             assert not torch.equal(v, t2.initial_state[f"encoders.{m}.{n}"])
 
 
-def _strip(rec):
-    rec = json.loads(json.dumps(rec))
-    rec["train"].pop("time_s", None)
-    rec.pop("time", None)  # per-phase wall-clock timings
-    rec.get("plugins", {}).pop("diagnose-relearn/diagnose_time_s", None)
-    return rec
-
-
 def test_resume_through_checkpoint_is_exact(tmp_path):
-    kw = {"train.epochs": 4, f"method_args.{DR}.reinit_every": 1}
-    full = tmp_path / "full"
-    Trainer(_cfg(out=str(full), **kw)).fit()
-    part = tmp_path / "part"
-    Trainer(_cfg(out=str(part), **{**kw, "train.epochs": 2})).fit()
-    state = load_checkpoint(part / "last.pt")["plugins"][DR]
-    assert state["n_reinit"] == 1 and set(state["init_params"]) == {"a", "b"}
-    Trainer(_cfg(out=str(part), **kw)).fit(resume=True)
-    a = [_strip(json.loads(line)) for line in (full / "metrics.jsonl").read_text().splitlines()]
-    b = [_strip(json.loads(line)) for line in (part / "metrics.jsonl").read_text().splitlines()]
-    assert len(a) == len(b) == 4
-    assert a == b
+    def after_two_epochs(cut):
+        state = load_checkpoint(cut / "last.pt")["plugins"][DR]
+        assert state["n_reinit"] == 1 and set(state["init_params"]) == {"a", "b"}
+
+    a = assert_resume_is_exact(tmp_path, [*DATA, f"method={DR}", *DR_FAST, f"method_args.{DR}.reinit_every=1"],
+                               crash_at=2, epochs=4, on_cut=after_two_epochs)
     assert [r["plugins"].get("diagnose-relearn/reinit") for r in a] == [None, 1.0, 1.0, 1.0]
-    ea, eb = np.load(full / EMBEDDINGS_FILE), np.load(part / EMBEDDINGS_FILE)
+    ea, eb = np.load(tmp_path / "full" / EMBEDDINGS_FILE), np.load(tmp_path / "cut" / EMBEDDINGS_FILE)
     assert sorted(ea.files) == sorted(eb.files)
     for k in ea.files:
         np.testing.assert_array_equal(ea[k], eb[k])
@@ -235,7 +219,7 @@ class _Spy(DiagnoseRelearn):
 
 
 def test_end_to_end_fires_at_the_right_epochs_and_applies_the_formula(tmp_path):
-    cfg = _cfg(out=str(tmp_path / "run"), **{"train.epochs": 7})
+    cfg = make_cfg(*DATA, f"method={DR}", "train.epochs=7", *DR_FAST, out=str(tmp_path / "run"))
     spy = _Spy(reinit_every=2, max_reinit=2, kmeans_backend="torch", n_init=2)
     spy.name = DR
     trainer = Trainer(cfg, plugins=[spy])
@@ -269,9 +253,10 @@ def test_end_to_end_fires_at_the_right_epochs_and_applies_the_formula(tmp_path):
 
 
 def test_lambda_zero_and_monitoring_leave_training_identical_to_joint():
-    joint = Trainer(_cfg(method="joint", **{"train.epochs": 3})).fit()
-    dr = Trainer(_cfg(extra=[f"method_args.{DR}.lambda_=0", f"method_args.{DR}.reinit_every=1",
-                             f"method_args.{DR}.monitor_every=1"], **{"train.epochs": 3}))
+    joint = Trainer(make_cfg(*DATA, "method=joint", "train.epochs=3")).fit()
+    dr = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=3", *DR_FAST, f"method_args.{DR}.lambda_=0",
+                          f"method_args.{DR}.reinit_every=1",
+                             f"method_args.{DR}.monitor_every=1"))
     s = dr.fit()
     assert s["test"] == joint["test"] and s["val"] == joint["val"]
     assert [r["plugins"]["diagnose-relearn/reinit"] for r in dr.history] == [0.0, 1.0, 1.0]
@@ -279,12 +264,13 @@ def test_lambda_zero_and_monitoring_leave_training_identical_to_joint():
 
 
 def test_stacks_with_joint_aux_and_trains_fused_ce_only_alone():
-    t = Trainer(_cfg(method=f"joint-aux+{DR}", extra=[f"method_args.{DR}.reinit_every=1"], **{"train.epochs": 2}))
+    t = Trainer(make_cfg(*DATA, f"method=joint-aux+{DR}", "train.epochs=2", *DR_FAST,
+                         f"method_args.{DR}.reinit_every=1"))
     t.fit()
     rec = t.history[1]
     assert "loss_uni_a" in rec["train"] and "loss_fused" in rec["train"]
     assert "diagnose-relearn/b/gap" in rec["plugins"]
-    alone = Trainer(_cfg(**{"train.epochs": 1}))
+    alone = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=1", *DR_FAST))
     alone.fit()
     assert set(alone.history[0]["train"]) >= {"loss_fused"} and "loss_uni_a" not in alone.history[0]["train"]
 
@@ -294,15 +280,15 @@ def test_stacks_with_ogm_ge_when_registered():
 
     if "ogm-ge" not in METHODS:
         pytest.skip("ogm-ge is not registered")
-    t = Trainer(_cfg(method=f"ogm-ge+{DR}", extra=[f"method_args.{DR}.reinit_every=1"], **{"train.epochs": 2}))
+    t = Trainer(make_cfg(*DATA, f"method=ogm-ge+{DR}", "train.epochs=2", *DR_FAST, f"method_args.{DR}.reinit_every=1"))
     t.fit()
     assert "diagnose-relearn/a/alpha" in t.history[1]["plugins"] and t.history[1]["plugins"]["diagnose-relearn/reinit"] == 1.0
 
 
 def test_three_views_of_mfeat_with_mlp():
-    t = Trainer(_cfg(data=["data.name=mfeat", "data.modalities=[pix,fou,zer]"],
-                     extra=[f"method_args.{DR}.reinit_every=1", "model.feature_dim=16",
-                            "model.encoder_args.hidden=32"], **{"train.epochs": 2}))
+    t = Trainer(make_cfg("data.name=mfeat", "data.modalities=[pix,fou,zer]", f"method={DR}", "train.epochs=2",
+                         *DR_FAST, f"method_args.{DR}.reinit_every=1", "model.feature_dim=16",
+                            "model.encoder_args.hidden=32"))
     t.fit()
     logged = t.history[1]["plugins"]
     assert {f"diagnose-relearn/{m}/alpha" for m in ("pix", "fou", "zer")} <= set(logged)
@@ -313,7 +299,8 @@ def test_three_views_of_mfeat_with_mlp():
 def test_other_encoders(encoder):
     extra = [f"model.encoder={encoder}", "model.feature_dim=16", f"method_args.{DR}.reinit_every=1"]
     extra += ["model.encoder_args.width=4"] if encoder == "cnn" else ["model.encoder_args.layers=1"]
-    t = Trainer(_cfg(data=[], extra=extra, **{"train.epochs": 2}), splits=_image_splits())
+    t = Trainer(make_cfg("data.name=av-digits", f"method={DR}", "train.epochs=2", *DR_FAST, *extra),
+                         splits=_image_splits())
     before = {k: v.cpu().clone() for k, v in t.model.encoders.state_dict().items()}
     t.fit()
     assert {"diagnose-relearn/img/alpha", "diagnose-relearn/aud/alpha"} <= set(t.history[1]["plugins"])
@@ -325,8 +312,9 @@ def test_diagnose_wiring_matches_a_direct_sklearn_computation():
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import MinMaxScaler
 
-    t = Trainer(_cfg(extra=[f"method_args.{DR}.kmeans_backend=sklearn", f"method_args.{DR}.n_init=3",
-                            f"method_args.{DR}.kmeans_seed=4"], **{"train.epochs": 1}))
+    t = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=1", *DR_FAST, f"method_args.{DR}.kmeans_backend=sklearn",
+                         f"method_args.{DR}.n_init=3",
+                            f"method_args.{DR}.kmeans_seed=4"))
     plugin = _plugin(t)
     plugin.on_fit_start(t)
     t.train_epoch(0)
@@ -370,7 +358,7 @@ def test_val_split_smaller_than_k_is_a_clear_error():
     ds = MultimodalDataset({"a": torch.randn(200, 4, generator=g), "b": torch.randn(200, 4, generator=g)}, y, 8)
     splits = split_in_memory(ds, 0.5, 0.2, 0)
     splits.val = splits.val.subset(np.arange(5))
-    t = Trainer(_cfg(), splits=splits)
+    t = Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=20", *DR_FAST), splits=splits)
     with pytest.raises(ValueError, match="data.val_fraction"):
         _plugin(t).on_fit_start(t)
 
@@ -380,8 +368,8 @@ def test_plots(tmp_path):
     from mmbalance.report import plots_diagnose_relearn as plots
 
     run = tmp_path / "run"
-    Trainer(_cfg(out=str(run), extra=[f"method_args.{DR}.reinit_every=1", f"method_args.{DR}.monitor_every=1"],
-                 **{"train.epochs": 3})).fit()
+    Trainer(make_cfg(*DATA, f"method={DR}", "train.epochs=3", *DR_FAST, f"method_args.{DR}.reinit_every=1",
+                     f"method_args.{DR}.monitor_every=1", out=str(run))).fit()
     files = plots.plot(run, tmp_path / "plots")
     names = {f.name for f in files}
     assert any("gap" in n for n in names) and any("embedding" in n for n in names)

@@ -12,6 +12,7 @@ import torch
 from mmbalance.data.audio import hz_to_mel, log_mel, mel_filterbank, mel_to_hz, stft_log_magnitude
 from mmbalance.data.embedded import (
     AV_DIGITS_FILE,
+    EMOJI9_FILE,
     FILES_DIR,
     MFEAT_FILE,
     MFEAT_VIEWS,
@@ -116,7 +117,7 @@ def test_mfeat_bad_views(views):
 # ------------------------------------------------------------------------------------------------ checksums
 def test_shipped_checksums_match():
     sums = read_sha256sums()
-    assert set(sums) == {AV_DIGITS_FILE, MFEAT_FILE}
+    assert set(sums) == {AV_DIGITS_FILE, MFEAT_FILE, EMOJI9_FILE}
     for name, digest in sums.items():
         assert sha256_file(FILES_DIR / name) == digest == expected_sha256(name)
 

@@ -35,15 +35,42 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--logger", help="comma-separated loggers: tensorboard, csv, wandb (offline by default), mlflow")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
 
 
+#: modules and files given with ``--import`` (recorded in every run's config as ``plugins``)
+IMPORTS: list = []
+
+
+def _pop_imports(argv: list) -> tuple:
+    """``(argv without --import options, [imported specs])``; ``--import`` may appear anywhere."""
+    rest, specs, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--import" and i + 1 < len(argv):
+            specs.append(argv[i + 1])
+            i += 2
+            continue
+        if a.startswith("--import="):
+            specs.append(a.split("=", 1)[1])
+        else:
+            rest.append(a)
+        i += 1
+    return rest, specs
+
+
 def config_from_args(args, method: str | None = None, seed: int | None = None, out: str | None = None):
+    import yaml
+
     from .config import Config
 
     cfg = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
     items = []
+    if IMPORTS:
+        plugins = list(dict.fromkeys(list(cfg.plugins) + IMPORTS))
+        items.append("plugins=" + yaml.safe_dump(plugins, default_flow_style=True).strip())
     for flag, key in (("dataset", "data.name"), ("preset", "data.preset"), ("modalities", "data.modalities"),
                       ("root", "data.root"), ("epochs", "train.epochs"), ("batch_size", "train.batch_size"),
                       ("lr", "optim.lr"), ("encoder", "model.encoder"), ("fusion", "model.fusion"),
@@ -57,6 +84,8 @@ def config_from_args(args, method: str | None = None, seed: int | None = None, o
         items.append(f"train.seed={seed}")
     if out is not None:
         items.append(f"out={out}")
+    if getattr(args, "logger", None):
+        items.append(f"log.loggers=[{args.logger}]")
     if getattr(args, "no_progress", False):
         items.append("train.progress=false")
     cfg = cfg.override(items + list(args.overrides or []))
@@ -141,6 +170,8 @@ def cmd_list(args) -> int:
     from . import registry
     from .methods import method_params
 
+    if args.method:
+        return _describe_method(args.method)
     for title, reg in (("methods", registry.METHODS), ("datasets", registry.DATASETS),
                        ("encoders", registry.ENCODERS), ("fusions", registry.FUSIONS)):
         print(f"{title}:")
@@ -150,6 +181,24 @@ def cmd_list(args) -> int:
                 params = method_params(name)
                 extra = ("  [" + ", ".join(f"{k}={v!r}" for k, v in params.items()) + "]") if params else ""
             print(f"  {name:20s} {reg.doc(name)}{extra if args.verbose else ''}")
+    return 0
+
+
+def _describe_method(name: str) -> int:
+    import textwrap
+
+    from .engine.options import describe_options
+    from .registry import METHODS
+
+    cls = METHODS.get(name)
+    print(f"{name}: {METHODS.doc(name)}")
+    rows = describe_options(cls.Options)
+    if not rows:
+        print("  (no options)")
+    for opt, what, default, source, doc in rows:
+        print(f"\n  {opt} = {default!r}   ({what})   {source}")
+        print(textwrap.fill(doc, width=100, initial_indent="      ", subsequent_indent="      "))
+    print(f"\nset with method_args.{name}.<option>=VALUE")
     return 0
 
 
@@ -175,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list registered methods, datasets, encoders, fusions")
     p.add_argument("-v", "--verbose", action="store_true", help="show each method's options")
+    p.add_argument("--method", help="describe one method: every option with its type, default, provenance and doc")
     p.set_defaults(func=cmd_list)
 
     for name, (module, help_) in COMMANDS.items():
@@ -197,6 +247,15 @@ def main(argv=None) -> int:
     from .engine.losses import NonFiniteLossError
     from .registry import UnknownNameError
 
+    from .extensions import ExtensionError, import_extensions, resolve
+
+    argv, imports = _pop_imports(list(sys.argv[1:] if argv is None else argv))
+    try:
+        import_extensions(imports)  # before the parser: the user's methods appear in `list` and name checks
+    except ExtensionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    IMPORTS[:] = [resolve(s) for s in imports]
     parser = build_parser()
     # KEY=VALUE overrides may sit between options (argparse stops a nargs="*" positional at the first option)
     args, extra = parser.parse_known_args(argv)

@@ -55,6 +55,9 @@ class OptimConfig:
     step_size: int = 70  #: StepLR period in epochs
     gamma: float = 0.1  #: StepLR factor
     grad_clip: Optional[float] = None  #: max global grad norm (None: off)
+    #: linear learning-rate warm-up over the first N epochs (from warmup_start_factor * lr), then the scheduler
+    warmup_epochs: int = 0
+    warmup_start_factor: float = 0.1
 
 
 @dataclass
@@ -76,20 +79,27 @@ class TrainConfig:
     check_finite: str = "auto"  #: step | epoch | auto (step on CPU, epoch on CUDA: no host sync per step)
     progress: bool = True  #: progress bar
     checkpoint_every: int = 1  #: write last.pt every N epochs
+    #: stop when the selection metric (eval.select_metric on eval.select_on) has not improved by more than
+    #: early_stop_min_delta for this many epochs (None: off); the checkpoint selected so far is reported
+    early_stop_patience: Optional[int] = None
+    early_stop_min_delta: float = 0.0
 
 
 @dataclass
 class EvalConfig:
     predict: str = "fused"  #: fused | sum_of_heads (what the BSS code reports)
     select_on: str = "val"  #: val (honest) | test (paper-compatible, labelled as such)
+    select_metric: str = "acc"  #: acc | macro_f1 | map | loss (lower is better) — what selects the checkpoint
     probe: bool = True  #: linear probe of each frozen encoder vs the same probe on its untrained init
     batch_size: int = 256
 
 
 @dataclass
 class LogConfig:
-    tensorboard: bool = True
-    jsonl: bool = True
+    tensorboard: bool = True  #: false drops tensorboard from ``loggers``
+    jsonl: bool = True  #: metrics.jsonl (the files the report reads)
+    #: tensorboard | csv | wandb (offline unless WANDB_MODE says otherwise) | mlflow (file store under the run)
+    loggers: List[str] = field(default_factory=lambda: ["tensorboard"])
 
 
 @dataclass
@@ -103,6 +113,8 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     out: Optional[str] = None  #: run folder
+    #: your own modules or .py files to import first (methods, encoders, fusions, datasets: ``mmbalance.extensions``)
+    plugins: List[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ construction
     @classmethod

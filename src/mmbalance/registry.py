@@ -23,6 +23,7 @@ class Registry:
 
     def __init__(self, kind: str, names_classes: bool = False):
         self.kind = kind
+        self._discovered = False
         #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
         self.names_classes = names_classes
         self._items: Dict[str, Callable[..., Any]] = {}
@@ -40,7 +41,17 @@ class Registry:
 
         return deco
 
+    def _discover(self) -> None:
+        """Load installed extensions' entry points (once): a name they register becomes known."""
+        if not self._discovered:
+            self._discovered = True
+            from .extensions import load_entry_points
+
+            load_entry_points()
+
     def get(self, name: str) -> Callable[..., Any]:
+        if name not in self._items:
+            self._discover()
         if name not in self._items:
             raise UnknownNameError(
                 f"unknown {self.kind} {name!r}.{suggest(name, self._items)} "
@@ -49,13 +60,17 @@ class Registry:
         return self._items[name]
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._items:
+            self._discover()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
+        self._discover()
         return iter(sorted(self._items))
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style ``pattern`` (``"dus-*"``), sorted."""
+        self._discover()
         return sorted(n for n in self._items if fnmatch.fnmatchcase(n, pattern))
 
     def doc(self, name: str) -> str:

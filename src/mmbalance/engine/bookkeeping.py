@@ -21,8 +21,22 @@ def _cpu_state(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+SELECT_METRICS = ("acc", "macro_f1", "map", "loss")
+
+
+def selection_score(trainer: "Trainer", record: Record) -> float:
+    """The number model selection maximises: ``eval.select_metric`` on ``eval.select_on`` (``-loss`` for loss)."""
+    split, metric = trainer.cfg.eval.select_on, trainer.cfg.eval.select_metric
+    if split not in ("val", "test"):
+        raise ValueError(f"eval.select_on must be val or test, got {split!r}")
+    if metric not in SELECT_METRICS:
+        raise ValueError(f"eval.select_metric must be one of {', '.join(SELECT_METRICS)}, got {metric!r}")
+    value = float(record[split][metric])
+    return -value if metric == "loss" else value
+
+
 class Selection(Plugin):
-    """Keeps the checkpoint with the best accuracy on ``eval.select_on`` (``best.pt``, or in memory
+    """Keeps the checkpoint with the best ``eval.select_metric`` on ``eval.select_on`` (``best.pt``, or in memory
     without a run folder). Runs at ``after_evaluate``, before any method changes weights at epoch end."""
 
     name = "_selection"
@@ -34,9 +48,7 @@ class Selection(Plugin):
 
     def after_evaluate(self, trainer: "Trainer", epoch: int, record: Record) -> None:
         split = trainer.cfg.eval.select_on
-        if split not in ("val", "test"):
-            raise ValueError(f"eval.select_on must be val or test, got {split!r}")
-        score = record[split]["acc"]
+        score = selection_score(trainer, record)
         if score > self.best["score"]:
             self.best = {"epoch": epoch, "score": score}
             state = _cpu_state(trainer.model)
@@ -63,14 +75,40 @@ class Selection(Plugin):
         self.best, self.best_state = dict(state["best"]), state.get("best_state")
 
 
+class EarlyStopping(Plugin):
+    """Ends training when the selection score has not improved by more than ``train.early_stop_min_delta`` for
+    ``train.early_stop_patience`` epochs (the selected checkpoint is still the best one seen)."""
+
+    name = "_early_stopping"
+    priority = 1001
+
+    def __init__(self) -> None:
+        self.best = -math.inf
+        self.bad_epochs = 0
+        self.stopped_at: Optional[int] = None
+
+    def after_evaluate(self, trainer: "Trainer", epoch: int, record: Record) -> None:
+        score = selection_score(trainer, record)
+        if score > self.best + trainer.cfg.train.early_stop_min_delta:
+            self.best, self.bad_epochs = score, 0
+        else:
+            self.bad_epochs += 1
+        if self.bad_epochs >= int(trainer.cfg.train.early_stop_patience):
+            self.stopped_at = epoch
+            trainer.stop_training = True
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"best": self.best, "bad_epochs": self.bad_epochs, "stopped_at": self.stopped_at}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.best, self.bad_epochs, self.stopped_at = state["best"], state["bad_epochs"], state["stopped_at"]
+
+
 class MetricsWriter(Plugin):
-    """``metrics.jsonl`` (one JSON object per epoch; stage epochs in ``stages.jsonl``) and TensorBoard."""
+    """``metrics.jsonl`` (one JSON object per epoch; stage epochs in ``stages.jsonl``)."""
 
     name = "_metrics"
     priority = 1000
-
-    def __init__(self) -> None:
-        self._tb = None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if trainer.out is None or not trainer.is_main or not trainer.cfg.log.jsonl:
@@ -82,26 +120,51 @@ class MetricsWriter(Plugin):
                               "".join(json.dumps(r) + "\n" for r in trainer.stage_history))
 
     def on_record(self, trainer: "Trainer", record: Record) -> None:
+        if trainer.out is None or not trainer.is_main or not trainer.cfg.log.jsonl:
+            return
+        name = "stages.jsonl" if "stage" in record else "metrics.jsonl"
+        with open(trainer.out / name, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+class Loggers(Plugin):
+    """The configured loggers (``log.loggers``: TensorBoard, CSV, W&B, MLflow), fed every epoch's record and the
+    summary; their resume state (external run ids) is saved in checkpoints."""
+
+    name = "_loggers"
+    priority = 1200  # after the summary exists
+
+    def __init__(self, kinds) -> None:
+        self.kinds = list(kinds)
+        self.states: Dict[str, Dict[str, Any]] = {k: {} for k in self.kinds}
+        self.active: list = []
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        from .loggers import hyperparameters, make
+
         if trainer.out is None or not trainer.is_main:
             return
-        if trainer.cfg.log.jsonl:
-            name = "stages.jsonl" if "stage" in record else "metrics.jsonl"
-            with open(trainer.out / name, "a") as f:
-                f.write(json.dumps(record) + "\n")
-        if trainer.cfg.log.tensorboard and "stage" not in record:
-            if self._tb is None:
-                from torch.utils.tensorboard import SummaryWriter
+        hp = hyperparameters(trainer.cfg)
+        self.active = [make(k, trainer.out, self.states.setdefault(k, {})) for k in self.kinds]
+        for logger in self.active:
+            logger.start(hp, trainer.history)
 
-                self._tb = SummaryWriter(str(trainer.out / "tb"))
-            for k, v in _flatten(record).items():
-                if isinstance(v, (int, float)) and k != "epoch":
-                    self._tb.add_scalar(k, v, record["epoch"])
-            self._tb.flush()
+    def on_record(self, trainer: "Trainer", record: Record) -> None:
+        if "stage" in record:
+            return
+        for logger in self.active:
+            logger.epoch(record, trainer.global_step - int(record["train"].get("steps", 0)))
 
     def on_fit_end(self, trainer: "Trainer") -> None:
-        if self._tb is not None:
-            self._tb.close()
-            self._tb = None
+        for logger in self.active:
+            logger.finish(trainer.summary)
+        self.active = []
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"states": self.states}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.states = {k: dict(v) for k, v in state["states"].items()}
 
 
 class LastCheckpoint(Plugin):
@@ -140,6 +203,7 @@ class Progress(Plugin):
 
     def __init__(self) -> None:
         self._bar = None
+        self._steps = None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         from tqdm.auto import tqdm
@@ -148,7 +212,20 @@ class Progress(Plugin):
         self._bar = tqdm(total=cfg.train.epochs, initial=trainer.epoch, unit="epoch", dynamic_ncols=True, leave=True,
                          desc=f"{cfg.method} seed {cfg.train.seed}")
 
+    def after_step(self, trainer: "Trainer", batch, out) -> None:
+        # a bar inside the epoch, shown only once an epoch has lasted 2 s (long epochs: paper datasets)
+        if self._steps is None:
+            from tqdm.auto import tqdm
+
+            total = len(trainer.sampler) if trainer.sampler is not None else None
+            self._steps = tqdm(total=total, unit="step", dynamic_ncols=True, leave=False, delay=2.0,
+                               desc=f"epoch {trainer.epoch}")
+        self._steps.update(1)
+
     def on_record(self, trainer: "Trainer", record: Record) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
         if self._bar is None or "stage" in record:
             return
         self._bar.update(1)
@@ -184,6 +261,8 @@ class Summary(Plugin):
             "epochs": trainer.epoch,
             "best_epoch": trainer.selection.best["epoch"],
             "select_on": cfg.eval.select_on,
+            "select_metric": cfg.eval.select_metric,
+            "stopped_early_at": getattr(trainer.plugin("_early_stopping"), "stopped_at", None),
             "val": public_metrics(val),
             "test": public_metrics(test),
             "probe": probe(trainer) if cfg.eval.probe else {},
@@ -220,14 +299,3 @@ def _versions() -> Dict[str, str]:
     import platform
 
     return {"python": platform.python_version(), "torch": torch.__version__}
-
-
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "/"))
-        else:
-            out[key] = v
-    return out

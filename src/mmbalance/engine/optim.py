@@ -22,7 +22,18 @@ def build_optimizer(o: OptimConfig, params: Iterable[Any], lr: Optional[float] =
 
 
 def build_scheduler(o: OptimConfig, optimizer: torch.optim.Optimizer, epochs: int):
-    """``optim.scheduler`` (stepped once per epoch), or None."""
+    """``optim.scheduler`` (stepped once per epoch) after ``optim.warmup_epochs`` of linear warm-up, or None."""
+    w = int(o.warmup_epochs)
+    main = _main_scheduler(o, optimizer, epochs - w)
+    if w <= 0:
+        return main
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=o.warmup_start_factor, total_iters=w)
+    if main is None:
+        return warm
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[w])
+
+
+def _main_scheduler(o: OptimConfig, optimizer: torch.optim.Optimizer, epochs: int):
     if o.scheduler == "none":
         return None
     if o.scheduler == "step":

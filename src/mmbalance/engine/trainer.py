@@ -40,8 +40,10 @@ class Trainer:
 
     def __init__(self, cfg: Config, splits: Optional[Splits] = None, plugins: Optional[List[Plugin]] = None,
                  on_epoch: Optional[Callable[[Record], None]] = None):
+        from ..extensions import import_extensions
         from ..methods import build_plugins  # late import: methods import the engine
 
+        import_extensions(cfg.plugins)  # the user's own methods, encoders, datasets (before anything is built)
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world_size, local_rank = init_distributed(cfg.train.device)
@@ -61,6 +63,11 @@ class Trainer:
         self.selection = bookkeeping.Selection()
         own: List[Plugin] = [self.selection, bookkeeping.MetricsWriter(), bookkeeping.LastCheckpoint(),
                              bookkeeping.Summary()]
+        if cfg.train.early_stop_patience is not None:
+            own.append(bookkeeping.EarlyStopping())
+        kinds = [k for k in cfg.log.loggers if k != "tensorboard" or cfg.log.tensorboard]
+        if kinds:
+            own.append(bookkeeping.Loggers(kinds))
         if on_epoch is not None:
             own.append(bookkeeping.EpochCallback(on_epoch))
         if cfg.train.progress and self.is_main:
@@ -105,6 +112,7 @@ class Trainer:
         self.stage_epochs: Dict[str, int] = {}  # epochs done per stage
         self.resumed = False
         self.wall_time = 0.0
+        self.stop_training = False  #: set by a plug-in (early stopping) to end training after this epoch
         self.summary: Dict[str, Any] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
@@ -179,8 +187,9 @@ class Trainer:
             group = {"lr": self.optimizer.param_groups[0]["lr"], **group, "params": params}
             group.setdefault("initial_lr", group["lr"])
             self.optimizer.add_param_group(group)
-            if self.scheduler is not None and hasattr(self.scheduler, "base_lrs"):
-                self.scheduler.base_lrs.append(group["initial_lr"])
+            for sched in getattr(self.scheduler, "_schedulers", [self.scheduler]):  # SequentialLR: each child
+                if sched is not None and hasattr(sched, "base_lrs"):
+                    sched.base_lrs.append(group["initial_lr"])
         return module
 
     # ================================================================== primitives of a step
@@ -312,6 +321,13 @@ class Trainer:
     def fit(self, resume: bool = False) -> Dict[str, Any]:
         """Run the stages and ``train.epochs`` epochs (continuing from ``last.pt`` if ``resume``), then
         summarise the checkpoint selected on validation."""
+        self.begin(resume)
+        while self.epoch < self.cfg.train.epochs and not self.stop_training:
+            self.fit_epoch()
+        return self.end()
+
+    def begin(self, resume: bool = False) -> None:
+        """Everything before the first main epoch: resume, the run folder, ``on_fit_start``, the stages."""
         if self.out is not None:
             if resume and (self.out / "last.pt").exists():  # every rank loads the same state
                 self.load_state(load_checkpoint(self.out / "last.pt"))
@@ -319,35 +335,41 @@ class Trainer:
             if self.is_main:
                 self.out.mkdir(parents=True, exist_ok=True)
                 atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
-        t0 = time.time() - self.wall_time
+        self._t0 = time.time() - self.wall_time
         self.call("on_fit_start")
         for p in self.plugins:
             for stage in p.stages(self):
-                self._run_stage(stage, t0)
-        for epoch in range(self.epoch, self.cfg.train.epochs):
-            self.epoch = epoch
-            clock = Clock(self.device)
-            self.call("on_epoch_start", epoch)
-            record: Record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
-            t_start = clock.lap()
-            record["train"] = self.train_epoch(epoch)
-            record["train"]["time_s"] = t_train = clock.lap()
-            record["val"] = self.evaluate("val")
-            record["test"] = self.evaluate("test")
-            self.call("after_evaluate", epoch, record)  # selection, before any plug-in changes weights (D&R)
-            t_eval = clock.lap()
-            self.call("on_epoch_end", epoch, record)
-            record["time"] = {"epoch_start": t_start, "train": t_train, "eval": t_eval, "epoch_end": clock.lap()}
-            record["plugins"], steps = self.epoch_log.flush()
-            if steps:
-                record["steps"] = steps
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.history.append(record)
-            self.epoch = epoch + 1
-            self.wall_time = time.time() - t0
-            self.call("on_record", record)
-        self.wall_time = time.time() - t0
+                self._run_stage(stage, self._t0)
+
+    def fit_epoch(self) -> Record:
+        """One main epoch (``self.epoch``): training, evaluation, the epoch-end events, the final record."""
+        epoch = self.epoch
+        clock = Clock(self.device)
+        self.call("on_epoch_start", epoch)
+        record: Record = {"epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"]}
+        t_start = clock.lap()
+        record["train"] = self.train_epoch(epoch)
+        record["train"]["time_s"] = t_train = clock.lap()
+        record["val"] = self.evaluate("val")
+        record["test"] = self.evaluate("test")
+        self.call("after_evaluate", epoch, record)  # selection, before any plug-in changes weights (D&R)
+        t_eval = clock.lap()
+        self.call("on_epoch_end", epoch, record)
+        record["time"] = {"epoch_start": t_start, "train": t_train, "eval": t_eval, "epoch_end": clock.lap()}
+        record["plugins"], steps = self.epoch_log.flush()
+        if steps:
+            record["steps"] = steps
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.history.append(record)
+        self.epoch = epoch + 1
+        self.wall_time = time.time() - self._t0
+        self.call("on_record", record)
+        return record
+
+    def end(self) -> Dict[str, Any]:
+        """After the last epoch: ``on_fit_end`` (the summary of the selected checkpoint) and the summary."""
+        self.wall_time = time.time() - self._t0
         self.call("on_fit_end")
         return self.summary
 

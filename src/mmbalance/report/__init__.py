@@ -30,6 +30,13 @@ def plot_modules() -> Tuple[Dict[str, ModuleType], List[str]]:
             problems.append(f"{info.name}: needs METHODS (a tuple of method names) and plot(run_dir, out_dir)")
             continue
         found[info.name] = mod
+    from ..extensions import PLOT_MODULES, load_entry_points
+
+    try:
+        load_entry_points()
+    except ImportError as e:
+        problems.append(str(e))
+    found.update(PLOT_MODULES)
     return found, problems
 
 

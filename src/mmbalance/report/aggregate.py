@@ -145,10 +145,13 @@ def aggregate(summaries: Sequence[Mapping[str, Any]], order: Optional[Sequence[s
             results[m]["paired"] = {k: paired_comparison({sd: r["test"].get(k) for sd, r in ref_runs.items()},
                                                          {sd: r["test"].get(k) for sd, r in runs.items()})
                                     for k in METRICS}
+    from . import leaderboard
+
     modalities = _ordered_union(list(r["modality_acc"]) for r in results.values())
     datasets = _ordered_union([s.get("dataset")] for s in summaries if s.get("dataset"))
     return {"methods": names, "missing": missing, "reference": reference, "modalities": modalities,
-            "datasets": datasets, "results": results, "std": STD_NOTE, "paired_note": PAIRED_NOTE}
+            "datasets": datasets, "results": results, "std": STD_NOTE, "paired_note": PAIRED_NOTE,
+            "leaderboard": leaderboard.compute(summaries, names)}
 
 
 def _seed_key(seed):
@@ -244,6 +247,7 @@ def results_markdown(agg: Mapping[str, Any], title: Optional[str] = None) -> str
                  f"seeds; {STD_NOTE}.\n")
     parts.append(markdown_table(*main_table(agg)))
     parts.append("\n" + PAIRED_NOTE + ".\n")
+    parts += leaderboard_markdown(agg)
     if agg["modalities"]:
         parts.append(markdown_table(*modality_table(agg)))
         parts.append("\nHead acc: test accuracy of each modality's own classifier head (mean ± std). Probe: "
@@ -253,6 +257,17 @@ def results_markdown(agg: Mapping[str, Any], title: Optional[str] = None) -> str
     if agg.get("missing"):
         parts.append(f"No completed run for: {', '.join(agg['missing'])}.\n")
     return "\n".join(parts)
+
+
+def leaderboard_markdown(agg: Mapping[str, Any]) -> List[str]:
+    """The honest-leaderboard section (``report/leaderboard.py``), when joint or joint-aux is in the grid."""
+    from . import leaderboard
+
+    lb = agg.get("leaderboard")
+    if not lb or not lb["references"]:
+        return []
+    return ["**Honest leaderboard.** " + leaderboard.verdict(lb) + "\n", markdown_table(*leaderboard.table(lb)),
+            "\n" + "".join(f"* {note}.\n" for note in lb["notes"])]
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

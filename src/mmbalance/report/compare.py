@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..config import Config, ConfigError
 from . import aggregate as agg_mod
+from . import leaderboard
+from .leaderboard import paper_protocol
 
 GRID_FILE = "grid.json"
 RESULTS_FILE = "results.md"
@@ -52,18 +54,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop at the first failed run (default: record it and go on with the others)")
     p.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     p.add_argument("--threads", type=int, metavar="N",
-                   help="CPU threads for torch and the BLAS of the linear probe (default: the libraries' own "
-                        "choice). Small CPU models run fastest with 1, and much faster on a busy machine")
+                   help="CPU threads for torch and the BLAS of the linear probe, per run (default: the libraries' "
+                        "own choice; with --jobs, each worker's share of the cores). Small CPU models run fastest "
+                        "with 1, and much faster on a busy machine")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run N runs at once in local worker processes, each with its thread share and (GPU runs) "
+                        "its own device; same table as --jobs 1 with the same --threads (default 1)")
+    p.add_argument("--launcher", choices=["local", "submitit"], default="local",
+                   help="local (this machine, default) or submitit: one cluster job per run (SLURM), "
+                        "options from --launcher-config")
+    p.add_argument("--launcher-config", metavar="YAML",
+                   help="YAML with a 'submitit:' section: cluster (slurm|local|debug), folder, parameters "
+                        "(timeout_min, cpus_per_task, gpus_per_node, slurm_partition, ...); "
+                        "see configs/launchers/slurm.yaml")
     add_run_arguments(p)
     p.epilog = ("Per-method options: method_args.<name>.<arg>=VALUE applies only to runs whose method stacks "
                 "<name>. Other KEY=VALUE overrides apply to every run.")
 
 
 def main(args) -> int:
+    from . import launch
+
     out = Path(args.out)
     try:
         if args.threads is not None:
             set_threads(args.threads)
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.launcher == "submitit" and args.jobs > 1:
+            raise ConfigError("--jobs is for the local launcher; with submitit every run is its own job (limit how "
+                              "many run at once with parameters.slurm_array_parallelism)")
+        if args.launcher_config and args.launcher != "submitit":
+            raise ConfigError("--launcher-config needs --launcher submitit")
+        section = launch.read_launcher_config(args.launcher_config)
+        executor = launch.make_executor(section, out) if args.launcher == "submitit" else None
         plan = plan_grid(args)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -73,7 +97,12 @@ def main(args) -> int:
             print(f"{r['method']:24s} seed {r['seed']:<4d} {r['status']:9s} {r['dir']}")
         return 0
     try:
-        outcome = run_grid(plan, progress=not args.no_progress, stop_on_error=args.stop_on_error)
+        if args.launcher == "submitit":
+            outcome = launch.run_grid_submitit(plan, executor, section, threads=args.threads)
+        elif args.jobs > 1:
+            outcome = launch.run_grid_parallel(plan, args.jobs, args.threads, stop_on_error=args.stop_on_error)
+        else:
+            outcome = run_grid(plan, progress=not args.no_progress, stop_on_error=args.stop_on_error)
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to continue (completed runs are skipped, the "
               "interrupted one resumes from its last.pt)", file=sys.stderr)
@@ -428,7 +457,7 @@ def aggregate_grid(grid_dir: Path, order: Optional[List[str]] = None,
         if s is not None:
             # the grid's own label wins (a summary's method is the same string unless edited by hand)
             summaries.append({**s, "method": e["method"], "seed": e["seed"],
-                              "heads": head_training(e["dir"])})
+                              "heads": head_training(e["dir"]), "paper_protocol": paper_protocol(e["dir"])})
     agg = agg_mod.aggregate(summaries, order)
     agg["runs"] = [{"method": e["method"], "seed": e["seed"], "dir": _rel(e["dir"], grid_dir),
                     "status": e["status"]} for e in entries]
@@ -474,6 +503,9 @@ def write_grid(out: Path, order: List[str], plan, outcome: Dict[Path, Dict], com
 def format_grid_text(grid: Dict[str, Any]) -> str:
     parts = [agg_mod.text_table(*agg_mod.main_table(grid))]
     parts.append(agg_mod.STD_NOTE + ". " + agg_mod.PAIRED_NOTE + ".")
+    lb = grid.get("leaderboard")
+    if lb and lb["references"]:
+        parts += ["", agg_mod.text_table(*leaderboard.table(lb)), leaderboard.verdict(lb)]
     if grid["modalities"]:
         parts.append("")
         parts.append(agg_mod.text_table(*agg_mod.modality_table(grid)))

@@ -10,6 +10,8 @@ Two small, checksummed ``.npz`` files live in ``files/`` next to this module:
 * ``mfeat.npz`` -- **UCI Multiple Features** (van Breukelen, Duin et al.): 2,000 handwritten digits
   (10 classes x 200) described by six views ``fou, fac, kar, pix, zer, mor``. Rebuilt by
   ``scripts/build_mfeat.py``.
+* ``emoji9.npz`` -- **Emoji-9**: 1,870 emoji as a colour glyph (Noto Color Emoji, 32x32 RGB) + the words of
+  their CLDR name, 9 Unicode emoji groups as classes (:mod:`.emoji9`). Rebuilt by ``scripts/build_emoji9.py``.
 
 Each loader verifies the file's SHA-256 against ``files/SHA256SUMS`` before it reads it and raises
 :class:`EmbeddedDataError` naming the file when it is missing, truncated or corrupt. See
@@ -23,7 +25,7 @@ import io
 import json
 import os
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +37,8 @@ __all__ = [
     "FILES_DIR",
     "load_av_digits_arrays",
     "load_mfeat_arrays",
+    "load_emoji9_arrays",
+    "EMOJI9_FILE",
     "verify_file",
 ]
 
@@ -92,6 +96,33 @@ def write_sha256sums(sums: Mapping[str, str], path: str | os.PathLike = FILES_DI
     """Write ``{name: digest}`` as a ``sha256sum``-compatible file (sorted by name)."""
     text = "".join(f"{sums[name]}  {name}\n" for name in sorted(sums))
     Path(path).write_text(text, encoding="utf-8")
+
+
+def rebuild(name: str, build: Callable[[Path], Path], check: bool = False, out: Path | None = None) -> int:
+    """What every ``scripts/build_*.py`` does with the file ``build(folder)`` writes: with ``check``, build into a
+    temporary folder and compare with the shipped checksum (exit status 0 or 1); else build into ``out``, or
+    into the package's ``files/`` and record the new checksum in ``SHA256SUMS``."""
+    import tempfile
+
+    expected = read_sha256sums().get(name) if (FILES_DIR / SHA256SUMS).exists() else None
+    if check:
+        with tempfile.TemporaryDirectory() as tmp:
+            digest = sha256_file(build(Path(tmp)))
+        print(f"{digest}  {name} (rebuilt)")
+        print(f"{expected}  {name} (shipped)")
+        ok = digest == expected
+        print("OK: rebuild matches the shipped checksum" if ok else "MISMATCH: rebuild differs from the shipped file")
+        return 0 if ok else 1
+    path = build(out or FILES_DIR)
+    digest = sha256_file(path)
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    print(f"{digest}  {name}")
+    if out is None:
+        sums = read_sha256sums() if (FILES_DIR / SHA256SUMS).exists() else {}
+        sums[name] = digest
+        write_sha256sums(sums)
+        print(f"updated {FILES_DIR / SHA256SUMS}")
+    return 0
 
 
 def expected_sha256(name: str) -> str:
@@ -273,3 +304,7 @@ def load_mfeat_arrays(
         "description": description,
         "meta": {"views": views, "file": str(file_path)},
     }
+
+
+# --------------------------------------------------------------------------------------------------- Emoji-9
+from .emoji9 import EMOJI9_FILE, load_emoji9_arrays  # noqa: E402  (emoji9 uses the helpers above)
