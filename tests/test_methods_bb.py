@@ -346,9 +346,12 @@ def test_amco_masks_only_the_dependent_modality():
     assert routes.heads[a] is feats[a]
 
 
-@pytest.mark.parametrize("mask_on", ["features", "logits"])
-def test_amco_real_loop(mask_on, tmp_path):
-    s = Trainer(_cfg("amco", f"method_args.amco.mask_on={mask_on}", epochs=3, out=tmp_path)).fit()
+@pytest.mark.parametrize("variant", [["method_args.amco.mask_on=features"],  # the default
+                                     ["method_args.amco.mask_on=logits", "method_args.amco.post_linear=true"]])  # BB
+def test_amco_real_loop(variant, tmp_path):
+    t = Trainer(_cfg("amco", *variant, epochs=3, out=tmp_path))
+    assert isinstance(t.model.fusion, PostLinearFusion) == ("method_args.amco.post_linear=true" in variant)
+    s = t.fit()
     assert s["test"]["acc"] > 0.5
     recs = _records(tmp_path)
     assert recs[0]["plugins"]["amco/mask_ratio"] == 0.0 and recs[2]["plugins"]["amco/mask_ratio"] > 0.5
@@ -389,3 +392,13 @@ def test_stacks_with_the_seed_methods(method, seed_method):
 def test_refuses_a_step_replacing_method(method):
     with pytest.raises(IncompatiblePluginsError, match="replaces that step"):
         Trainer(_cfg(f"{method}+reconboost"))
+
+
+def test_share_based_methods_stack_on_the_cosine_head():
+    # MMCosine's head has additive shares, so share-based methods read the cosine shares
+    for method in ("opm+mmcosine", "amco+mmcosine", "lfm+mmcosine", "ogm-ge+mmcosine"):
+        t = Trainer(_cfg(method, epochs=1))
+        assert isinstance(t.model.fusion, CosineFusion)
+        assert t.fit()["test"]["acc"] > 0
+    with pytest.raises(ValueError, match="PostLinearFusion"):
+        Trainer(_cfg("amco+mmcosine", "method_args.amco.post_linear=true"))
