@@ -4,15 +4,13 @@ Hand-computed core math, each plug-in's effect in the real step, runs through th
 and mfeat with 3 views), exact resume, and stacks with the seed methods (run or refused with the reason)."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mmbalance import Config, Trainer
-from mmbalance.data.batch import Batch
+from mmbalance import Trainer
 from mmbalance.engine import IncompatiblePluginsError
 from mmbalance.methods.amco import PostLinearFusion, dependence, mask_ratio, random_keep_mask
 from mmbalance.methods.cml import confidence, confidence_penalty, removal_order, zeroed
@@ -24,29 +22,17 @@ from mmbalance.methods.opm import drop_probabilities, keep_masks, rescale_factor
 from mmbalance.models.fusion import ConcatFusion, SumFusion
 from mmbalance.models.net import FeatureRoutes
 
-from conftest import assert_resume_is_exact
+from conftest import assert_resume_is_exact, first_batch, load_metrics, make_cfg
 
 NEW = ["lfm", "mmcosine", "opm", "amco", "cml"]
-FAST = ["log.tensorboard=false", "train.progress=false", "eval.probe=false", "train.batch_size=32", "optim.lr=0.05"]
-SYN = ("data.name=synthetic", "data.options.n=240")
 
 
-def _cfg(method, *extra, data=SYN, epochs=2, out=None):
-    items = list(data) + [f"method={method}", f"train.epochs={epochs}"] + FAST + list(extra)
-    if out is not None:
-        items.append(f"out={out}")
-    return Config().override(items)
+def _cfg(method, *extra, epochs=2, out=None, data=("data.options.n=240",)):
+    return make_cfg(*data, "optim.lr=0.05", f"method={method}", f"train.epochs={epochs}", *extra, out=out)
 
 
-def _batch(trainer, n=32):
-    src = trainer.splits.train
-    idx = torch.arange(n)
-    return trainer.data.to_device(Batch({m: src.get_batch(idx, m) for m in trainer.modalities}, src.labels[idx], idx,
-                                        {m: n for m in trainer.modalities}))
-
-
-def _records(path):
-    return [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+_batch = first_batch
+_records = load_metrics
 
 
 # ====================================================================== MMCosine
@@ -211,16 +197,23 @@ def test_cml_zeroed_modality_is_balancebenchmarks_share_subtraction():
     assert sorted(order) == ["a", "b", "c"] and order == removal_order(["a", "b", "c"], 0, 4)
 
 
-def test_cml_loss_in_the_real_step_matches_a_manual_computation():
-    t = Trainer(_cfg("cml", "method_args.cml.hinge=sample"))
-    p = t.plugin("cml")
+def _one_loss_step(method, *extra):
+    """A trainer, its plug-in after ``on_fit_start``/``on_epoch_start(0)``, a real batch and forward, the base
+    losses, the plain fused CE, and the losses after the plug-in's ``compute_loss``."""
+    t = Trainer(_cfg(method, *extra))
+    p = t.plugin(method)
     p.on_fit_start(t)
     p.on_epoch_start(t, 0)
     batch = _batch(t)
     out = t.forward(batch.inputs)
     losses = t.compute_losses(batch, out)
-    ce_full = losses["fused"].item()
+    ce = losses["fused"].item()
     p.compute_loss(t, batch, out, losses)
+    return t, p, batch, out, ce, losses
+
+
+def test_cml_loss_in_the_real_step_matches_a_manual_computation():
+    t, p, batch, out, ce_full, losses = _one_loss_step("cml", "method_args.cml.hinge=sample")
     removed = p._order[-1]
     feats = {m: f.detach() for m, f in out.features.items()}
     reduced = t.model.fusion(zeroed(feats, {removed}))
@@ -274,15 +267,7 @@ def test_lfm_weight_schedules_hand_computed():
 
 
 def test_lfm_loss_in_the_real_step():
-    t = Trainer(_cfg("lfm"))
-    p = t.plugin("lfm")
-    p.on_fit_start(t)
-    p.on_epoch_start(t, 0)
-    batch = _batch(t)
-    out = t.forward(batch.inputs)
-    losses = t.compute_losses(batch, out)
-    ce = losses["fused"].item()
-    p.compute_loss(t, batch, out, losses)
+    t, p, batch, out, ce, losses = _one_loss_step("lfm")
     k_cls = fitted_cls_weight(0)
     shares = t.model.fusion.modality_logits(out.features)
     align = alignment_divergence(shares["a"], shares["b"]).item()
@@ -362,8 +347,7 @@ def test_amco_real_loop(variant, tmp_path):
 # ====================================================================== all five
 @pytest.mark.parametrize("method", NEW)
 def test_three_modalities_on_mfeat(method, tmp_path):
-    cfg = _cfg(method, "train.batch_size=128", data=("data.name=mfeat", "data.modalities=[pix,fou,zer]"),
-               epochs=2, out=tmp_path)
+    cfg = _cfg(method, "train.batch_size=128", data=("data.name=mfeat", "data.modalities=[pix,fou,zer]"), out=tmp_path)
     s = Trainer(cfg).fit()
     assert s["modalities"] == ["pix", "fou", "zer"] and s["test"]["acc"] > 0.5
 
