@@ -86,9 +86,14 @@ def test_mmcosine_trains_the_cosine_head_and_predicts_with_it(tmp_path):
         torch.testing.assert_close(lin.predict(out), lin.model.fusion.linear(out.features))
 
 
-def test_mmcosine_refusals_name_the_reason():
-    with pytest.raises(ValueError, match="needs model.fusion=concat or sum"):
-        Trainer(_cfg("mmcosine", "model.fusion=gated"))
+def test_fusion_refusals_name_the_reason():
+    for method in ("mmcosine", "amco"):
+        with pytest.raises(ValueError, match="needs model.fusion=concat or sum"):
+            Trainer(_cfg(method, "model.fusion=gated"))
+    for method in ("lfm", "opm"):
+        with pytest.raises(ValueError, match="model.fusion=concat or sum"):
+            Trainer(_cfg(method, "model.fusion=gated")).fit()
+    Trainer(_cfg("cml", "model.fusion=gated", epochs=1)).fit()  # a zero feature works with any head
     with pytest.raises(ValueError, match="no fusion head"):
         Trainer(_cfg("mla+mmcosine"))
     with pytest.raises(IncompatiblePluginsError, match="both decide the evaluation prediction"):

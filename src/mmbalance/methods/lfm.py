@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
-from .common import encoder_modalities, fusion_shares, require_score_source
+from .common import encoder_modalities, fusion_shares
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
@@ -128,7 +128,9 @@ class LFM(Plugin):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._mods = encoder_modalities(trainer, self)
-        require_score_source(trainer, self, "fusion")
+        if not hasattr(trainer.model.fusion, "modality_logits"):
+            raise ValueError(f"lfm aligns the modalities' additive shares of the fused head, so it needs "
+                             f"model.fusion=concat or sum (or mmcosine's head); got {trainer.cfg.model.fusion!r}")
         n = len(trainer.splits.train)
         g = torch.Generator().manual_seed(int(trainer.cfg.train.seed) * 7919 + 41)
         self._probe = torch.randperm(n, generator=g)[: min(self.probe_size, n)]
