@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Iterator, Optional, Type, TypeVar
+
+if TYPE_CHECKING:
+    from .engine.plugin import Plugin
+
+#: what a registry holds: factories (classes or functions)
+F = TypeVar("F", bound=Callable[..., Any])
+_Decorated = TypeVar("_Decorated")
 
 
 class UnknownNameError(KeyError):
@@ -18,7 +25,7 @@ def suggest(name: str, options) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-class Registry:
+class Registry(Generic[F]):
     """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
 
     def __init__(self, kind: str, names_classes: bool = False):
@@ -26,10 +33,10 @@ class Registry:
         self._discovered = False
         #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
         self.names_classes = names_classes
-        self._items: Dict[str, Callable[..., Any]] = {}
+        self._items: Dict[str, F] = {}
         self._docs: Dict[str, str] = {}
 
-    def register(self, name: str, doc: Optional[str] = None):
+    def register(self, name: str, doc: Optional[str] = None) -> Callable[[_Decorated], _Decorated]:
         def deco(fn):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -49,7 +56,7 @@ class Registry:
 
             load_entry_points()
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def get(self, name: str) -> F:
         if name not in self._items:
             self._discover()
         if name not in self._items:
@@ -77,7 +84,7 @@ class Registry:
         return self._docs.get(name, "")
 
 
-METHODS = Registry("method", names_classes=True)
-DATASETS = Registry("dataset")
-ENCODERS = Registry("encoder")
-FUSIONS = Registry("fusion")
+METHODS: Registry[Type[Plugin]] = Registry("method", names_classes=True)
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
+ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
+FUSIONS: Registry[Callable[..., Any]] = Registry("fusion")

@@ -1,8 +1,9 @@
 """Plug-in helpers shared by the gradient-level methods: modulation windows, which encoder tensors a
-modulation touches, and where per-modality scores come from (shares of the fused head or the heads)."""
+modulation touches, where per-modality scores come from (shares of the fused head or the heads), and the
+encoders' feature sizes."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -12,13 +13,17 @@ from ..functional.common import true_class_probability
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
     from ..models import ModelOutput
+    from ..models.net import MultimodalNet
 
 PARAM_SETS = ("weights", "conv", "all")
+
+#: a fusion head's ``modality_logits``: each modality's additive share of the fused logits (concat, sum)
+ShareFunction = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 
 def check_window(plugin: Plugin) -> None:
     """``modulation_ends`` (when set) must not come before ``modulation_starts``."""
-    starts, ends = plugin.modulation_starts, plugin.modulation_ends  # type: ignore[attr-defined]
+    starts, ends = plugin.modulation_starts, plugin.modulation_ends
     if ends is not None and ends < starts:
         raise plugin.option_error("modulation_ends", f"null or an integer >= modulation_starts ({starts})", ends)
 
@@ -57,13 +62,16 @@ def fusion_shares(trainer: "Trainer", feats: Dict[str, torch.Tensor], grad: bool
     ``grad=False``: detached, computed in float32 like the head's weights (under bf16 autocast the features
     arrive in bf16). ``grad=True``: a differentiable head call under the run's precision, for methods whose
     loss is built on the shares (LFM's alignment, AMCo's co-optimisation)."""
-    fusion = trainer.model.fusion
+    # a method reads shares only after checking that the fusion head has them (require_score_source, or its
+    # own start-up check)
+    shares: ShareFunction = getattr(trainer.model.fusion, "modality_logits")
     if grad:
         with trainer.autocast():
-            return {m: z.float() for m, z in fusion.modality_logits(feats).items()}
+            return {m: z.float() for m, z in shares(feats).items()}
     with torch.no_grad():
+        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
         detached = {m: f.detach().float() for m, f in feats.items()}
-        return {m: z.float() for m, z in fusion.modality_logits(detached).items()}
+        return {m: z.float() for m, z in shares(detached).items()}
 
 
 def true_class_scores(trainer: "Trainer", logits: Dict[str, torch.Tensor], modalities: List[str],
@@ -105,3 +113,8 @@ def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> Lis
     if len(mods) < need:
         raise ValueError(f"{plugin.name} needs at least {need} modalities, got {mods}")
     return mods
+
+
+def feature_sizes(model: "MultimodalNet", modalities: Sequence[str]) -> Dict[str, int]:
+    """Each modality's encoder output size (every registered encoder exposes ``out_dim``)."""
+    return {m: int(getattr(model.encoders[m], "out_dim")) for m in modalities}
