@@ -455,7 +455,7 @@ def test_mbsd_resumes_exactly_and_stacks(tmp_path):
 
 
 # ============================================================================================ docs
-@pytest.mark.parametrize("method", ["greedy", "umt", "ume", "mbsd"])
+@pytest.mark.parametrize("method", ["greedy", "umt", "ume", "mbsd", "lfm", "mmcosine", "opm", "amco", "cml"])
 def test_the_docs_option_table_is_the_generated_one(method):
     import importlib.util
     from pathlib import Path

@@ -1,4 +1,5 @@
-"""BalanceBenchmark's methods missing before: LFM, MMCosine, OPM (+ OGM*), AMCo, CML.
+"""BalanceBenchmark's methods missing before, part 1: LFM, MMCosine, OPM (+ OGM*), AMCo, CML (part 2, Greedy, UMT,
+UME, MBSD: tests/test_bb_methods.py).
 
 Hand-computed core math, each plug-in's effect in the real step, runs through the real loop (synthetic,
 and mfeat with 3 views), exact resume, and stacks with the seed methods (run or refused with the reason)."""

@@ -25,12 +25,13 @@ from torch import nn
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
 from ..registry import METHODS
-from .common import check_window, encoder_modalities, fusion_shares, in_window
+from ..functional.common import tensor_sum
+from .common import ShareFunction, check_window, encoder_modalities, feature_sizes, fusion_shares, in_window
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.trainer import Trainer
-    from ..models.net import FeatureRoutes, ModelOutput
+    from ..models.net import FeatureRoutes, ModelOutput, MultimodalNet
 
 MASK_ON = ("features", "logits")
 CO_OPT = ("shares", "heads", "none")
@@ -72,7 +73,8 @@ class PostLinearFusion(nn.Module):
         self.post = nn.Linear(num_classes, num_classes)
 
     def modality_logits(self, feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        return self.inner.modality_logits(feats)
+        shares: ShareFunction = getattr(self.inner, "modality_logits")  # checked in AMCo.configure_model
+        return shares(feats)
 
     def forward(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
         return self.post(self.inner(feats))
@@ -121,12 +123,12 @@ class AMCo(Plugin):
     def validate(self) -> None:
         check_window(self)
 
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: "MultimodalNet") -> None:
         if model.fusion is None or not hasattr(model.fusion, "modality_logits"):
             raise ValueError(f"amco measures dependence on each modality's additive share of the fused head, so it "
                              f"needs model.fusion=concat or sum; got {trainer.cfg.model.fusion!r}")
         if self.post_linear:
-            model.fusion = PostLinearFusion(model.fusion, model.num_classes)
+            model.fusion = PostLinearFusion(model.fusion, trainer.num_classes)
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._mods = encoder_modalities(trainer, self)
@@ -152,7 +154,7 @@ class AMCo(Plugin):
         # drawn outside the (possibly compiled) forward: the schedule is host arithmetic on step counters
         self._feature_masks = None
         if self.mask_on == "features" and self._active(trainer):
-            self._feature_masks = self._masks(trainer, {m: int(trainer.model.encoders[m].out_dim) for m in self._mods})
+            self._feature_masks = self._masks(trainer, feature_sizes(trainer.model, self._mods))
 
     def transform_features(self, trainer: "Trainer", batch: "Batch", routes: "FeatureRoutes") -> None:
         if self._feature_masks is None:
@@ -174,7 +176,7 @@ class AMCo(Plugin):
             shares = {m: z * masks[m] for m, z in fusion_shares(trainer, feats, grad=True).items()}
             fusion = trainer.model.fusion
             with trainer.autocast():
-                fused = sum(shares.values())
+                fused = tensor_sum(shares.values())
                 fused = fusion.post(fused) if isinstance(fusion, PostLinearFusion) else fused
             losses["fused"] = trainer.fused_loss_weight * trainer.cross_entropy(fused, y, batch.global_count())
         if self.co_optimization == "shares":

@@ -112,6 +112,8 @@ class CML(Plugin):
         if not in_window(trainer.epoch, self.modulation_starts, self.modulation_ends):
             return
         y, feats = batch.paired_labels(), out.paired_features()
+        fusion = trainer.model.fusion
+        assert fusion is not None  # checked in on_fit_start
         m_count = len(self._mods)
         previous, removed = out.fused, set()
         ce_removed: List[torch.Tensor] = []
@@ -120,7 +122,7 @@ class CML(Plugin):
         for m in reversed(self._order[1:]):  # pop from the end of the order, M - 1 times
             removed.add(m)
             with trainer.autocast():
-                reduced = trainer.model.fusion(zeroed(feats, removed))
+                reduced = fusion(zeroed(feats, removed))
             ce_removed.append(trainer.cross_entropy(reduced, y, batch.global_count()))
             penalty.append(confidence_penalty(previous, reduced, self.hinge))
             gain.append((confidence(reduced) - confidence(previous)).detach().mean())

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
+from ..functional.common import tensor_sum
 from ..registry import METHODS
 from .common import encoder_modalities, fusion_shares
 
@@ -52,16 +53,18 @@ def alignment_divergence(a: torch.Tensor, b: torch.Tensor, kind: str = "code") -
     lm = m.clamp_min(1e-30).log()
     n = a.shape[0]
     if kind == "code":
-        return 0.5 * ((m * (lm - lp)).sum() + (m * (lm - lq)).sum()) / n
-    if kind == "js":
-        return 0.5 * ((p * (lp - lm)).sum() + (q * (lq - lm)).sum()) / n
-    raise ValueError(f"divergence must be one of {DIVERGENCES}, got {kind!r}")
+        total = (m * (lm - lp)).sum() + (m * (lm - lq)).sum()
+    elif kind == "js":
+        total = (p * (lp - lm)).sum() + (q * (lq - lm)).sum()
+    else:
+        raise ValueError(f"divergence must be one of {DIVERGENCES}, got {kind!r}")
+    return total * (0.5 / n)
 
 
 def pairwise_alignment(logits: Dict[str, torch.Tensor], modalities: List[str], kind: str = "code") -> torch.Tensor:
     """Mean of :func:`alignment_divergence` over every pair of modalities (BB's extension to M > 2)."""
     pairs = list(itertools.combinations(modalities, 2))
-    return sum(alignment_divergence(logits[a], logits[b], kind) for a, b in pairs) / len(pairs)
+    return tensor_sum(alignment_divergence(logits[a], logits[b], kind) for a, b in pairs) / len(pairs)
 
 
 def fitted_cls_weight(epoch: float) -> float:
@@ -175,6 +178,8 @@ class LFM(Plugin):
 
     # ------------------------------------------------------------------ the loss
     def _terms(self, trainer: "Trainer", batch: "Batch", out: "ModelOutput"):
+        if out.fused is None:
+            raise RuntimeError("lfm: the forward produced no fused logits")
         y = batch.paired_labels()
         fused = out.fused / len(self._mods) if self.fused_mean else out.fused
         ce = trainer.cross_entropy(fused, y, batch.global_count())

@@ -12,7 +12,7 @@ Tags: [CODE] the official release (GeWu-Lab/MMCosine_ICASSP23 ``main_CD.py``), [
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Optional
+from typing import TYPE_CHECKING, Dict, Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -20,12 +20,13 @@ from torch import nn
 
 from ..engine.options import option
 from ..engine.plugin import Plugin
+from ..functional.common import tensor_sum
 from ..models.fusion import ConcatFusion, SumFusion
 from ..registry import METHODS
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 # =============================================================================== the math
@@ -43,25 +44,27 @@ class CosineFusion(nn.Module):
     the fused logits, so share-based methods such as OGM-GE stack); :meth:`linear_logits` is the plain
     linear head on the same features (what the release evaluates)."""
 
-    def __init__(self, linear: nn.Module, scale: float):
+    def __init__(self, linear: Union[ConcatFusion, SumFusion], scale: float):
         super().__init__()
         if not isinstance(linear, (ConcatFusion, SumFusion)):
             raise TypeError(type(linear).__name__)
-        self.linear = linear
+        self.linear: Union[ConcatFusion, SumFusion] = linear
         self.modalities = list(linear.modalities)
         self.scale = float(scale)
 
     def class_weights(self, modality: str) -> torch.Tensor:
         """``W_m`` (``[C, d_m]``): modality m's slice of the concat weight, or its own layer of a sum head."""
-        if isinstance(self.linear, ConcatFusion):
-            return self.linear.fc.weight[:, self.linear.weight_slice(modality)]
-        return self.linear.fcs[modality].weight
+        linear = self.linear
+        if isinstance(linear, ConcatFusion):
+            return linear.fc.weight[:, linear.weight_slice(modality)]
+        layer = cast(nn.Linear, linear.fcs[modality])
+        return layer.weight
 
     def modality_logits(self, feats: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         return {m: cosine_logits(feats[m], self.class_weights(m), self.scale) for m in self.modalities}
 
     def forward(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(self.modality_logits(feats).values())
+        return tensor_sum(self.modality_logits(feats).values())
 
     def linear_logits(self, feats: Dict[str, torch.Tensor]) -> torch.Tensor:
         return self.linear(feats)
@@ -90,7 +93,7 @@ class MMCosine(Plugin):
     #: after every other configure_model, so that a method removing the fusion head (MLA) is caught
     priority = 90
 
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: "MultimodalNet") -> None:
         fusion = model.fusion
         if not isinstance(fusion, (ConcatFusion, SumFusion)):
             got = ("no fusion head (a stacked method removed it)" if fusion is None else
@@ -103,7 +106,7 @@ class MMCosine(Plugin):
     def after_forward(self, trainer: "Trainer", batch, out: "ModelOutput") -> None:
         if out.fused is None or out.n_pair == 0:
             return
-        fusion: CosineFusion = trainer.model.fusion
+        fusion = cast(CosineFusion, trainer.model.fusion)  # set in configure_model
         y = batch.paired_labels()
         with torch.no_grad():
             shares = fusion.modality_logits({m: f.detach() for m, f in out.paired_features().items()})
@@ -114,7 +117,7 @@ class MMCosine(Plugin):
         if self.eval_logits == "cosine" or out.fused is None:
             return None  # the fused output already is the cosine head
         with trainer.autocast():
-            return trainer.model.fusion.linear_logits(out.paired_features())
+            return cast(CosineFusion, trainer.model.fusion).linear_logits(out.paired_features())
 
     def provides(self):
         # the predict hook answers only when the release's linear evaluation is asked for

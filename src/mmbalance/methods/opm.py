@@ -105,6 +105,7 @@ class OPM(Plugin):
                                  choices=("fusion", "heads"))
 
     needs_default_step = True  # acts on the default step's fused route
+    score_from: str  # the option, resolved against the model in on_fit_start
 
     def validate(self) -> None:
         check_window(self)
