@@ -14,6 +14,17 @@ def make_cfg(*overrides, out=None):
     return Config().override(items + list(overrides))
 
 
+def first_batch(trainer, n=32):
+    """A paired device batch of the first ``n`` training samples (for driving one real step by hand)."""
+    import torch
+    from mmbalance.data.batch import Batch
+
+    src = trainer.splits.train
+    idx = torch.arange(n)
+    return trainer.data.to_device(Batch({m: src.get_batch(idx, m) for m in trainer.modalities}, src.labels[idx], idx,
+                                        {m: n for m in trainer.modalities}))
+
+
 @pytest.fixture
 def cfg_factory():
     return make_cfg

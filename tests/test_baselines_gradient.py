@@ -20,19 +20,13 @@ from mmbalance.methods.ogm_ge import modulate_, ogm_coefficients, true_class_sco
 from mmbalance.methods.pmr import (class_means, pmr_coefficients, prototype_entropy, prototype_logits,
                                    update_prototypes)
 
-from conftest import assert_resume_is_exact, load_metrics, make_cfg
+from conftest import assert_resume_is_exact, first_batch, load_metrics, make_cfg
 
 METHODS5 = ["ogm-ge", "agm", "pmr", "mslr", "mmpareto"]
 SMALL = ["data.options.n=240"]
 
 
-def _batch(trainer, n=32):
-    src = trainer.splits.train
-    idx = torch.arange(n)
-    from mmbalance.data.batch import Batch
-
-    return trainer.data.to_device(Batch({m: src.get_batch(idx, m) for m in trainer.modalities}, src.labels[idx], idx,
-                                   {m: n for m in trainer.modalities}))
+_batch = first_batch
 
 
 def _assert_exact_resume(tmp_path, method, *extra):

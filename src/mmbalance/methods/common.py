@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..engine.plugin import Plugin
+from ..functional.common import true_class_probability
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
@@ -52,12 +53,33 @@ def select_params(module: torch.nn.Module, which: str) -> List[torch.nn.Paramete
 
 def modality_shares(trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.Tensor]:
     """Each modality's additive share of the fused logits on the paired rows (detached)."""
-    # a method reads shares only after require_score_source chose "fusion", so the fusion head has them
+    return fusion_shares(trainer, out.paired_features())
+
+
+def fusion_shares(trainer: "Trainer", feats: Dict[str, torch.Tensor], grad: bool = False) -> Dict[str, torch.Tensor]:
+    """Each modality's additive share of the fused head's logits for the features ``feats`` (float32).
+
+    ``grad=False``: detached, computed in float32 like the head's weights (under bf16 autocast the features
+    arrive in bf16). ``grad=True``: a differentiable head call under the run's precision, for methods whose
+    loss is built on the shares (LFM's alignment, AMCo's co-optimisation)."""
+    # a method reads shares only after checking that the fusion head has them (require_score_source, or its
+    # own start-up check)
     shares: ShareFunction = getattr(trainer.model.fusion, "modality_logits")
+    if grad:
+        with trainer.autocast():
+            return {m: z.float() for m, z in shares(feats).items()}
     with torch.no_grad():
         # float32 like the head's weights: under bf16 autocast the features arrive in bf16
-        feats = {m: f.detach().float() for m, f in out.paired_features().items()}
-        return {m: z.float() for m, z in shares(feats).items()}
+        detached = {m: f.detach().float() for m, f in feats.items()}
+        return {m: z.float() for m, z in shares(detached).items()}
+
+
+def true_class_scores(trainer: "Trainer", logits: Dict[str, torch.Tensor], modalities: List[str],
+                      y: torch.Tensor) -> torch.Tensor:
+    """``s_m = sum_i softmax(z^m_i)[y_i]`` for every modality (``[M]``), summed over DDP ranks: the
+    per-modality score that OGM-GE and OPM compare [CODE: a sum over the batch, not a mean]."""
+    s = torch.stack([true_class_probability(logits[m], y).sum() for m in modalities])
+    return trainer.all_reduce(s, "sum")
 
 
 def require_score_source(trainer: "Trainer", plugin: Plugin, score_from: str) -> str:

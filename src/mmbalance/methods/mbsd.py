@@ -32,7 +32,7 @@ from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
 from ..functional.common import true_class_probability
 from ..registry import METHODS
-from .common import check_window, encoder_modalities, in_window, require_score_source
+from .common import check_window, encoder_modalities, fusion_shares, in_window, require_score_source
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
@@ -135,9 +135,8 @@ class MBSD(Plugin):
     def _unimodal_logits(self, trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.Tensor]:
         if self.score_from == "heads":
             return {m: out.logits[m][: out.n_pair] for m in self._mods}
-        shares = getattr(trainer.model.fusion, "modality_logits")  # checked at start-up (require_score_source)
-        with trainer.autocast():
-            return shares(out.paired_features())
+        # the head's shares were checked at start-up (require_score_source)
+        return fusion_shares(trainer, out.paired_features(), grad=True)
 
     def compute_loss(self, trainer: "Trainer", batch: "Batch", out: "ModelOutput", losses: Losses) -> None:
         # outside the window BalanceBenchmark trains on CE(fused) alone (score_from=heads keeps the heads' CE)

@@ -25,7 +25,7 @@ from ..engine.plugin import Plugin, Record
 from ..functional.common import discrepancy_ratio, true_class_probability
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, modality_shares, require_score_source, \
-    select_params
+    select_params, true_class_scores
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
@@ -59,6 +59,15 @@ def ogm_coefficients(scores: torch.Tensor, alpha: float, form: str = "paper"):
     return rho, torch.where(rho > 1, k, torch.ones_like(k))
 
 
+def ogm_boost_coefficients(scores: torch.Tensor, boost: float):
+    """OGM* (the TPAMI release's ``--use_OGM_plus``): ``(rho, k)`` with ``k_j = boost`` for every modality
+    scoring below the others (``rho_j < 1``) and 1 otherwise: the weaker encoder is sped up instead of the
+    dominant one being slowed [CODE: a constant 4; the paper reports that this variant fails]. For two
+    modalities with ``rho`` exactly 1 the release boosts the first; here neither (measure zero)."""
+    rho = discrepancy_ratio(scores)
+    return rho, torch.where(rho < 1, torch.full_like(rho, float(boost)), torch.ones_like(rho))
+
+
 @torch.no_grad()
 def modulate_(params: List[torch.nn.Parameter], coeff: torch.Tensor, noise: bool) -> None:
     """In place: ``g <- coeff * g (+ N(0, std(g)^2))`` for every parameter with a gradient [CODE].
@@ -87,7 +96,8 @@ class OGMGE(Plugin):
     inside the modulation window. For two modalities this is exactly the official rule; for M > 2
     modalities every modality scoring above the mean of the others is slowed [RECON; BalanceBenchmark's
     3-modality variant divides by the minimum score and uses a cosine-softmax, which we do not copy].
-    Training loss: the fused cross-entropy only (as ``joint``), like the release.
+    Training loss: the fused cross-entropy only (as ``joint``), like the release. ``boost=c`` turns it into
+    OGM* (BML_TPAMI2024): every weaker modality's encoder gradients are multiplied by c instead.
 
     Logged: per step ``ogm-ge/<m>/ratio`` and ``ogm-ge/<m>/coeff`` (``steps`` in metrics.jsonl) and their
     epoch means (``plugins``), plus ``ogm-ge/active`` (1 inside the window).
@@ -109,6 +119,10 @@ class OGMGE(Plugin):
         score_from: str = option("fusion", "fusion: each modality's additive share of the fused head (needs "
                                  "concat or sum); heads: the per-modality heads (needs unimodal losses)", "[CODE]",
                                  choices=("fusion", "heads"))
+        boost: Optional[float] = option(None, "null: OGM, slow the dominant modality; a number c: OGM*, leave the "
+                                        "dominant modality alone and multiply each weaker modality's encoder "
+                                        "gradients by c (the TPAMI release's --use_OGM_plus uses 4; the paper "
+                                        "reports that it fails)", "[CODE BML_TPAMI2024]", gt=0)
 
     needs_default_step = True  # reads the fused head's shares of the default step
     score_from: str  # the option, checked against the model in on_fit_start
@@ -128,18 +142,18 @@ class OGMGE(Plugin):
                              f"params=weights or all")
 
     def scores(self, trainer, batch, out) -> torch.Tensor:
-        y = batch.paired_labels()
         if self.score_from == "fusion":
             logits = modality_shares(trainer, out)
         else:
             logits = {m: z.detach().float() for m, z in out.paired_logits().items()}
-        s = torch.stack([true_class_score(logits[m], y) for m in self._mods])
-        return trainer.all_reduce(s, "sum")
+        return true_class_scores(trainer, logits, self._mods, batch.paired_labels())
 
     def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if out is None or out.n_pair == 0:
             return
-        rho, coeff = ogm_coefficients(self.scores(trainer, batch, out), self.alpha, self.coeff_form)
+        scores = self.scores(trainer, batch, out)
+        rho, coeff = (ogm_coefficients(scores, self.alpha, self.coeff_form) if self.boost is None
+                      else ogm_boost_coefficients(scores, self.boost))
         if in_window(trainer.epoch, self.modulation_starts, self.modulation_ends):
             for i, m in enumerate(self._mods):
                 modulate_(self._params[m], coeff[i], self.ge)
@@ -153,4 +167,4 @@ class OGMGE(Plugin):
         self.log("active", 1.0 if in_window(epoch, self.modulation_starts, self.modulation_ends) else 0.0)
 
 
-__all__ = ["OGMGE", "ogm_coefficients", "true_class_score", "modulate_"]
+__all__ = ["OGMGE", "ogm_boost_coefficients", "ogm_coefficients", "true_class_score", "modulate_"]
