@@ -202,7 +202,10 @@ def _describe_method(name: str) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser. The options of a sub-command in :data:`COMMANDS` are added only for ``command`` (the one
+    on the command line; None: all of them; "": none), so that ``mmbalance --help`` imports none of their
+    modules."""
     parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -228,35 +231,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        if command is not None and name != command:
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
             if e.name == module:
                 continue
             raise
-        p = sub.add_parser(name, help=help_)
         mod.add_arguments(p)
         p.set_defaults(func=mod.main)
     return parser
 
 
 def main(argv=None) -> int:
-    from .config import ConfigError
-    from .data.base import DataError
-    from .engine.compat import IncompatiblePluginsError
-    from .engine.losses import NonFiniteLossError
-    from .registry import UnknownNameError
-
-    from .extensions import ExtensionError, import_extensions, resolve
-
     argv, imports = _pop_imports(list(sys.argv[1:] if argv is None else argv))
-    try:
-        import_extensions(imports)  # before the parser: the user's methods appear in `list` and name checks
-    except ExtensionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    IMPORTS[:] = [resolve(s) for s in imports]
-    parser = build_parser()
+    if imports:  # before the parser: the user's methods appear in `list` and name checks
+        from .extensions import ExtensionError, import_extensions, resolve
+
+        try:
+            import_extensions(imports)
+        except ExtensionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        IMPORTS[:] = [resolve(s) for s in imports]
+    else:
+        IMPORTS[:] = []
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
     # KEY=VALUE overrides may sit between options (argparse stops a nargs="*" positional at the first option)
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if "=" not in a or a.startswith("-")]
@@ -268,13 +270,30 @@ def main(argv=None) -> int:
         args.overrides = list(args.overrides or []) + extra
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, UnknownNameError, IncompatiblePluginsError, NonFiniteLossError,
-            FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _is_user_error(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+#: (module, class) of the errors reported as one line with exit code 2; checked only once a command failed, so
+#: that the CLI does not import torch to parse its arguments
+USER_ERRORS = (("mmbalance.config", "ConfigError"), ("mmbalance.data.base", "DataError"),
+               ("mmbalance.registry", "UnknownNameError"), ("mmbalance.engine.compat", "IncompatiblePluginsError"),
+               ("mmbalance.engine.losses", "NonFiniteLossError"), ("builtins", "FileNotFoundError"),
+               ("builtins", "ValueError"))
+
+
+def _is_user_error(e: BaseException) -> bool:
+    for module, name in USER_ERRORS:
+        mod = sys.modules.get(module)  # a class from a module never imported cannot have been raised
+        if mod is not None and isinstance(e, getattr(mod, name)):
+            return True
+    return False
 
 
 if __name__ == "__main__":  # pragma: no cover

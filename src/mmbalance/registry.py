@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from typing import Any, Callable, Dict, Iterator, Optional
 
 
@@ -21,8 +22,11 @@ def suggest(name: str, options) -> str:
 class Registry:
     """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
 
-    def __init__(self, kind: str, names_classes: bool = False):
+    def __init__(self, kind: str, names_classes: bool = False, builtin: Optional[str] = None):
         self.kind = kind
+        #: the package whose import registers the built-in entries (imported on first look-up, so that a
+        #: registry is complete whichever module was imported first)
+        self.builtin = builtin
         self._discovered = False
         #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
         self.names_classes = names_classes
@@ -42,7 +46,10 @@ class Registry:
         return deco
 
     def _discover(self) -> None:
-        """Load installed extensions' entry points (once): a name they register becomes known."""
+        """Import the built-in entries and installed extensions' entry points (once): a name they register
+        becomes known."""
+        if self.builtin is not None:
+            importlib.import_module(self.builtin)  # a no-op once imported (or while it is being imported)
         if not self._discovered:
             self._discovered = True
             from .extensions import load_entry_points
@@ -77,7 +84,7 @@ class Registry:
         return self._docs.get(name, "")
 
 
-METHODS = Registry("method", names_classes=True)
-DATASETS = Registry("dataset")
-ENCODERS = Registry("encoder")
-FUSIONS = Registry("fusion")
+METHODS = Registry("method", names_classes=True, builtin="mmbalance.methods")
+DATASETS = Registry("dataset", builtin="mmbalance.data")
+ENCODERS = Registry("encoder", builtin="mmbalance.models")
+FUSIONS = Registry("fusion", builtin="mmbalance.models")
