@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEMO_OUT ?= runs/demo
+# ruff (pyflakes + pycodestyle) and mypy (configuration: pyproject.toml) on the typed core
+LINT_PATHS := src/mmbalance/engine src/mmbalance/methods src/mmbalance/functional
+TYPED_PATHS := $(LINT_PATHS) src/mmbalance/data/batch.py
 
-.PHONY: install demo test test-all bench clean
+.PHONY: install demo check test test-all bench clean
 
 install: $(VENV)/.installed
 
@@ -23,14 +26,18 @@ demo: install
 	  method_args.diagnose-relearn.reinit_every=5
 	$(VENV)/bin/mmbalance report $(DEMO_OUT)
 
-test: install
+check: install
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/mypy $(TYPED_PATHS)
+
+test: check
 	$(PY) -m pytest
 
-test-all: install
+test-all: check
 	$(PY) -m pytest -m ''
 
 bench: install
 	$(PY) benchmarks/run_benchmarks.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-from typing import Any, Callable, Dict, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Iterator, Optional, Type, TypeVar
+
+if TYPE_CHECKING:
+    from .engine.plugin import Plugin
+
+#: what a registry holds: factories (classes or functions)
+F = TypeVar("F", bound=Callable[..., Any])
+_Decorated = TypeVar("_Decorated")
 
 
 class UnknownNameError(KeyError):
@@ -19,7 +26,7 @@ def suggest(name: str, options) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-class Registry:
+class Registry(Generic[F]):
     """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
 
     def __init__(self, kind: str, names_classes: bool = False, builtin: Optional[str] = None):
@@ -30,10 +37,10 @@ class Registry:
         self._discovered = False
         #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
         self.names_classes = names_classes
-        self._items: Dict[str, Callable[..., Any]] = {}
+        self._items: Dict[str, F] = {}
         self._docs: Dict[str, str] = {}
 
-    def register(self, name: str, doc: Optional[str] = None):
+    def register(self, name: str, doc: Optional[str] = None) -> Callable[[_Decorated], _Decorated]:
         def deco(fn):
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
@@ -56,7 +63,7 @@ class Registry:
 
             load_entry_points()
 
-    def get(self, name: str) -> Callable[..., Any]:
+    def get(self, name: str) -> F:
         if name not in self._items:
             self._discover()
         if name not in self._items:
@@ -84,7 +91,7 @@ class Registry:
         return self._docs.get(name, "")
 
 
-METHODS = Registry("method", names_classes=True, builtin="mmbalance.methods")
-DATASETS = Registry("dataset", builtin="mmbalance.data")
-ENCODERS = Registry("encoder", builtin="mmbalance.models")
-FUSIONS = Registry("fusion", builtin="mmbalance.models")
+METHODS: Registry[Type[Plugin]] = Registry("method", names_classes=True, builtin="mmbalance.methods")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", builtin="mmbalance.data")
+ENCODERS: Registry[Callable[..., Any]] = Registry("encoder", builtin="mmbalance.models")
+FUSIONS: Registry[Callable[..., Any]] = Registry("fusion", builtin="mmbalance.models")

@@ -14,6 +14,8 @@ from .plugin import Plugin, Record
 from .state import growth_states
 
 if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+
     from .trainer import Trainer
 
 
@@ -93,7 +95,9 @@ class EarlyStopping(Plugin):
             self.best, self.bad_epochs = score, 0
         else:
             self.bad_epochs += 1
-        if self.bad_epochs >= int(trainer.cfg.train.early_stop_patience):
+        patience = trainer.cfg.train.early_stop_patience
+        assert patience is not None  # the trainer adds this plug-in only when it is set
+        if self.bad_epochs >= int(patience):
             self.stopped_at = epoch
             trainer.stop_training = True
 
@@ -202,8 +206,8 @@ class Progress(Plugin):
     priority = 1020
 
     def __init__(self) -> None:
-        self._bar = None
-        self._steps = None
+        self._bar: Optional[tqdm] = None  # over the epochs
+        self._steps: Optional[tqdm] = None  # inside the current epoch
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         from tqdm.auto import tqdm

@@ -11,6 +11,9 @@ class EpochLog:
     them into the record's ``plugins`` (scalars and epoch means) and ``steps`` (series)."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.scalars: Dict[str, Any] = {}
         self.series: Dict[str, List[Any]] = {}
         self.sums: Dict[str, torch.Tensor] = {}
@@ -35,7 +38,7 @@ class EpochLog:
             totals = torch.stack([self.sums[k].reshape(()) for k in keys]).cpu().tolist()
             scalars.update({k: t / self.counts[k] for k, t in zip(keys, totals)})
         series = {k: _to_list(v) for k, v in self.series.items()}
-        self.__init__()
+        self._reset()
         return scalars, series
 
 

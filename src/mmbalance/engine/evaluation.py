@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 import torch
 import torch.nn.functional as F
 
+from ..functional.common import tensor_sum
 from ..models import ModelOutput
 from .metrics import accuracy, classification_metrics
 
@@ -23,7 +24,12 @@ def collect(trainer: "Trainer", split: str, features: bool = False,
     was_training = trainer.model.training
     trainer.model.eval()
     trainer.data.set_split_mode(split, False)
-    ys, fused, logits, feats, preds, shares = [], [], {}, {}, [], {}
+    ys: List[torch.Tensor] = []
+    fused: List[torch.Tensor] = []
+    preds: List[torch.Tensor] = []
+    logits: Dict[str, List[torch.Tensor]] = {}
+    feats: Dict[str, List[torch.Tensor]] = {}
+    shares: Dict[str, List[torch.Tensor]] = {}
     share_fn = getattr(trainer.model.fusion, "modality_logits", None)
     for batch in trainer.data.eval_loader(split, modalities):
         batch = trainer.data.to_device(batch, split, train=False)
@@ -55,7 +61,7 @@ def predict(trainer: "Trainer", out: ModelOutput) -> torch.Tensor:
     if rule is not None:
         return rule
     mode = trainer.cfg.eval.predict
-    heads = sum(out.logits.values())
+    heads = tensor_sum(out.logits.values())
     if mode == "fused":
         return out.fused if out.fused is not None else heads
     if mode == "sum_of_heads":
@@ -68,7 +74,7 @@ def predict(trainer: "Trainer", out: ModelOutput) -> torch.Tensor:
 def evaluate(trainer: "Trainer", split: str) -> Dict[str, Any]:
     """Metrics of the evaluation prediction on ``split`` plus per-modality head and share accuracies."""
     r = collect(trainer, split)
-    m = classification_metrics(r["pred"], r["y"], trainer.num_classes)
+    m: Dict[str, Any] = classification_metrics(r["pred"], r["y"], trainer.num_classes)
     m["loss"] = float(F.cross_entropy(r["pred"], r["y"])) if len(r["y"]) else float("nan")
     m["modality_acc"] = {k: accuracy(z, r["y"]) for k, z in r["logits"].items()}
     # accuracy of each modality's share of the fused head (OGM-GE's per-modality measure; concat/sum)

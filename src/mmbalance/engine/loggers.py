@@ -53,7 +53,7 @@ class Logger:
 class TensorBoardLogger(Logger):
     """Epoch scalars, each plug-in's per-step series at its global step, and hparams with the final metrics."""
 
-    def start(self, hparams, history):
+    def start(self, hparams: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         self.hparams = hparams
@@ -63,7 +63,7 @@ class TensorBoardLogger(Logger):
         self.tb = SummaryWriter(str(self.out / "tb"), purge_step=len(history) if history else None)
         self.tb_steps = SummaryWriter(str(self.out / "tb" / "steps"), purge_step=steps_done if history else None)
 
-    def epoch(self, record, first_step):
+    def epoch(self, record: Dict[str, Any], first_step: int) -> None:
         for k, v in scalars(record).items():
             self.tb.add_scalar(k, v, record["epoch"])
         steps = int(record["train"].get("steps", 0))
@@ -75,7 +75,7 @@ class TensorBoardLogger(Logger):
         self.tb.flush()
         self.tb_steps.flush()
 
-    def finish(self, summary):
+    def finish(self, summary: Dict[str, Any]) -> None:
         metrics = {f"best/{k}": float(summary[s][k2]) for s in ("val", "test") for k, k2 in
                    ((f"{s}_acc", "acc"), (f"{s}_macro_f1", "macro_f1")) if s in summary}
         self.tb.add_hparams(self.hparams, metrics, run_name="hparams")
@@ -86,10 +86,10 @@ class TensorBoardLogger(Logger):
 class CSVLogger(Logger):
     """``metrics.csv``: one row per epoch, one column per scalar (rewritten whole, so columns may grow)."""
 
-    def start(self, hparams, history):
+    def start(self, hparams: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
         self.rows: List[Dict[str, float]] = [{"epoch": r["epoch"], **scalars(r)} for r in history]
 
-    def epoch(self, record, first_step):
+    def epoch(self, record: Dict[str, Any], first_step: int) -> None:
         from .checkpoint import atomic_write_text
 
         self.rows.append({"epoch": record["epoch"], **scalars(record)})
@@ -106,7 +106,7 @@ class CSVLogger(Logger):
 class WandbLogger(Logger):
     """A Weights & Biases run (offline by default: ``WANDB_MODE=online`` to sync)."""
 
-    def start(self, hparams, history):
+    def start(self, hparams: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
         import wandb
 
         os.environ.setdefault("WANDB_MODE", "offline")
@@ -114,10 +114,10 @@ class WandbLogger(Logger):
                               config=hparams, id=self.state.get("id"), resume="allow", reinit=True)
         self.state["id"] = self.run.id
 
-    def epoch(self, record, first_step):
+    def epoch(self, record: Dict[str, Any], first_step: int) -> None:
         self.run.log({**scalars(record), "epoch": record["epoch"]}, step=record["epoch"])
 
-    def finish(self, summary):
+    def finish(self, summary: Dict[str, Any]) -> None:
         self.run.summary.update({f"{s}/{k}": summary[s][k] for s in ("val", "test") for k in ("acc", "macro_f1")
                                  if s in summary})
         self.run.finish()
@@ -126,7 +126,7 @@ class WandbLogger(Logger):
 class MLflowLogger(Logger):
     """An MLflow run (file store ``<run>/mlruns`` unless ``MLFLOW_TRACKING_URI`` is set)."""
 
-    def start(self, hparams, history):
+    def start(self, hparams: Dict[str, Any], history: List[Dict[str, Any]]) -> None:
         import mlflow
 
         self.mlflow = mlflow
@@ -140,10 +140,10 @@ class MLflowLogger(Logger):
         if not history:
             mlflow.log_params({k: str(v)[:500] for k, v in hparams.items()})
 
-    def epoch(self, record, first_step):
+    def epoch(self, record: Dict[str, Any], first_step: int) -> None:
         self.mlflow.log_metrics(scalars(record), step=record["epoch"])
 
-    def finish(self, summary):
+    def finish(self, summary: Dict[str, Any]) -> None:
         self.mlflow.log_metrics({f"final/{s}/{k}": float(summary[s][k]) for s in ("val", "test")
                                  for k in ("acc", "macro_f1") if s in summary})
         self.mlflow.end_run()

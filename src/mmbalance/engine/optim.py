@@ -1,7 +1,7 @@
 """The one optimizer and scheduler factory (the main run, plug-ins' probes and added parameter groups)."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Optional, Tuple
 
 import torch
 
@@ -15,10 +15,17 @@ def build_optimizer(o: OptimConfig, params: Iterable[Any], lr: Optional[float] =
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=_betas(o), weight_decay=o.weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=lr, betas=_betas(o), weight_decay=o.weight_decay)
     raise ValueError(f"optim.name={o.name!r} is not one of sgd, adam, adamw")
+
+
+def _betas(o: OptimConfig) -> Tuple[float, float]:
+    """``optim.betas`` as Adam's pair (a list of another length would fail only at the first step)."""
+    if len(o.betas) != 2:
+        raise ValueError(f"optim.betas must be two numbers [beta1, beta2], got {o.betas!r}")
+    return o.betas[0], o.betas[1]
 
 
 def build_scheduler(o: OptimConfig, optimizer: torch.optim.Optimizer, epochs: int):

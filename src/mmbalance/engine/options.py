@@ -15,6 +15,7 @@ errors. ``mmbalance list --method NAME`` prints every option with its doc and pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import MISSING, dataclass, fields
@@ -42,7 +43,7 @@ def option(default: Any, doc: str, source: str = "[RECON]", *, ge: Optional[floa
     meta = {"doc": doc, "source": source, "ge": ge, "gt": gt, "le": le, "lt": lt,
             "choices": None if choices is None else tuple(choices)}
     if isinstance(default, (list, dict, set)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+        return dataclasses.field(default_factory=functools.partial(type(default), default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -211,7 +212,7 @@ def option_defaults(cls: type) -> Dict[str, Any]:
     """``{option: default}`` of an options dataclass."""
     out = {}
     for f in fields(cls):
-        out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+        out[f.name] = f.default_factory() if f.default_factory is not MISSING else f.default
     return out
 
 

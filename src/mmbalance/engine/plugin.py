@@ -46,13 +46,13 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, ClassVar, Dict, FrozenSet, List, Optional
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from .options import NoOptions, OptionError, build_options, option_error
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
-    from ..models.net import FeatureRoutes, ModelOutput
+    from ..models.net import FeatureRoutes, ModelOutput, MultimodalNet
     from .samplers import Batcher, EpochOrder
     from .stages import Stage
     from .trainer import Trainer
@@ -140,10 +140,10 @@ class Plugin:
         return trainer.epoch_log
 
     # ------------------------------------------------------------------ set-up
-    def configure_model(self, trainer: "Trainer", model: nn.Module) -> None:
+    def configure_model(self, trainer: "Trainer", model: "MultimodalNet") -> None:
         """Change the model before the optimizer is created."""
 
-    def optimizer_groups(self, trainer: "Trainer", model: nn.Module) -> Optional[List[Dict[str, Any]]]:
+    def optimizer_groups(self, trainer: "Trainer", model: "MultimodalNet") -> Optional[List[Dict[str, Any]]]:
         """One answer: torch parameter groups for the optimizer, or None for one group of everything."""
         return None
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from torch import Tensor
 
@@ -23,3 +23,24 @@ class Stage:
     epochs: int
     step: Callable[["Trainer", "Batch"], Dict[str, Tensor]]
     modalities: Optional[List[str]] = None
+
+
+def run_stage(trainer: "Trainer", stage: Stage) -> None:
+    """The stage's remaining epochs (a resumed run continues where it stopped), each recorded and checkpointed
+    through ``on_record`` (the record carries ``stage``)."""
+    import time
+
+    from .samplers import RandomOrder
+
+    done = trainer.stage_epochs.get(stage.name, 0)
+    for e in range(done, stage.epochs):
+        order = RandomOrder(len(trainer.splits.train),
+                            trainer.cfg.train.seed * 7919 + 104729 + len(trainer.stage_history))
+        record: Dict[str, Any] = {"stage": stage.name, "epoch": e}
+        record["train"] = trainer.run_epoch(e, lambda b: {k: v.detach() for k, v in stage.step(trainer, b).items()},
+                                            order, trainer.default_batcher, stage.modalities)
+        record["plugins"], _ = trainer.epoch_log.flush()
+        trainer.stage_epochs[stage.name] = e + 1
+        trainer.stage_history.append(record)
+        trainer.wall_time = time.time() - trainer._t0
+        trainer.call("on_record", record)

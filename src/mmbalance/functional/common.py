@@ -1,10 +1,10 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, and the probability a head gives the true class."""
+weights over modality coalitions, the probability a head gives the true class, and the sum of tensor terms."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterator, Sequence
+from typing import FrozenSet, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,15 @@ def shapley_weight(size: int, m: int) -> float:
     return math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
 
 
+def tensor_sum(terms: Iterable[torch.Tensor]) -> torch.Tensor:
+    """``sum(terms)`` of one or more tensors (loss terms, logits of several heads), typed as a tensor:
+    builtin ``sum`` starts from the int 0 and would return it for no terms."""
+    total = sum(terms)
+    if not isinstance(total, torch.Tensor):
+        raise ValueError("tensor_sum: no terms to add")
+    return total
+
+
 def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
     """Every subset of ``modalities``, smallest first (the empty set included)."""
     mods = list(modalities)
@@ -40,4 +49,4 @@ def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
             yield frozenset(c)
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "true_class_probability"]
+__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "tensor_sum", "true_class_probability"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
-from ..functional.common import coalitions, shapley_weight
+from ..functional.common import coalitions, shapley_weight, tensor_sum
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, select_params
 
@@ -50,11 +50,8 @@ def contributions(values: Dict[FrozenSet[str], torch.Tensor], mods: List[str]) -
     out = {}
     for k in mods:
         rest = [j for j in mods if j != k]
-        phi = 0
-        for r in range(len(rest) + 1):
-            for c in itertools.combinations(rest, r):
-                s = frozenset(c)
-                phi = phi + shapley_weight(r, m) * (values[s | {k}] - values[s])
+        phi = tensor_sum(shapley_weight(r, m) * (values[frozenset(c) | {k}] - values[frozenset(c)])
+                         for r in range(len(rest) + 1) for c in itertools.combinations(rest, r))
         out[k] = phi + empty / m
     return out
 
@@ -224,13 +221,14 @@ class AGM(Plugin):
         grad_mode = active and self.mode == "output"
         contrib = contributions(self.values(trainer, batch, out, grad=grad_mode), self._mods)
         scores = trainer.all_reduce(contribution_scores(contrib, y, self._mods))
+        assert self.running is not None, "on_fit_start creates the running scores"
         self.running = self.running.to(scores.device)
         ratio, target, coeff = agm_coefficients(scores, self.running, self.alpha, self.clip)
         self.t += 1
         self.running = update_running(self.running, scores, self.t)
         self._coeff = coeff if active else None
         if grad_mode:
-            fused = sum(scale_grad(contrib[m], coeff[i]) for i, m in enumerate(self._mods))
+            fused = tensor_sum(scale_grad(contrib[m], coeff[i]) for i, m in enumerate(self._mods))
             losses["fused"] = trainer.fused_loss_weight * F.cross_entropy(fused.float(), y)
         for i, m in enumerate(self._mods):
             self.log_step(f"{m}/coeff", coeff[i])

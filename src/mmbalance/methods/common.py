@@ -1,8 +1,9 @@
 """Plug-in helpers shared by the gradient-level methods: modulation windows, which encoder tensors a
-modulation touches, and where per-modality scores come from (shares of the fused head or the heads)."""
+modulation touches, where per-modality scores come from (shares of the fused head or the heads), and the
+encoders' feature sizes."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -11,13 +12,17 @@ from ..engine.plugin import Plugin
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
     from ..models import ModelOutput
+    from ..models.net import MultimodalNet
 
 PARAM_SETS = ("weights", "conv", "all")
+
+#: a fusion head's ``modality_logits``: each modality's additive share of the fused logits (concat, sum)
+ShareFunction = Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]]
 
 
 def check_window(plugin: Plugin) -> None:
     """``modulation_ends`` (when set) must not come before ``modulation_starts``."""
-    starts, ends = plugin.modulation_starts, plugin.modulation_ends  # type: ignore[attr-defined]
+    starts, ends = plugin.modulation_starts, plugin.modulation_ends
     if ends is not None and ends < starts:
         raise plugin.option_error("modulation_ends", f"null or an integer >= modulation_starts ({starts})", ends)
 
@@ -47,11 +52,12 @@ def select_params(module: torch.nn.Module, which: str) -> List[torch.nn.Paramete
 
 def modality_shares(trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.Tensor]:
     """Each modality's additive share of the fused logits on the paired rows (detached)."""
-    fusion = trainer.model.fusion
+    # a method reads shares only after require_score_source chose "fusion", so the fusion head has them
+    shares: ShareFunction = getattr(trainer.model.fusion, "modality_logits")
     with torch.no_grad():
         # float32 like the head's weights: under bf16 autocast the features arrive in bf16
         feats = {m: f.detach().float() for m, f in out.paired_features().items()}
-        return {m: z.float() for m, z in fusion.modality_logits(feats).items()}
+        return {m: z.float() for m, z in shares(feats).items()}
 
 
 def require_score_source(trainer: "Trainer", plugin: Plugin, score_from: str) -> str:
@@ -85,3 +91,8 @@ def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> Lis
     if len(mods) < need:
         raise ValueError(f"{plugin.name} needs at least {need} modalities, got {mods}")
     return mods
+
+
+def feature_sizes(model: "MultimodalNet", modalities: Sequence[str]) -> Dict[str, int]:
+    """Each modality's encoder output size (every registered encoder exposes ``out_dim``)."""
+    return {m: int(getattr(model.encoders[m], "out_dim")) for m in modalities}

@@ -257,7 +257,8 @@ class DiagnoseRelearn(Plugin):
     def _write_embeddings(self, trainer) -> None:
         from ..engine.checkpoint import atomic_write_bytes
 
-        arrays = dict(self._embeddings)
+        # typed Any: a str -> ndarray dict unpacked as keywords could, for mypy, also fill savez's allow_pickle
+        arrays: Dict[str, Any] = dict(self._embeddings)
         atomic_write_bytes(Path(trainer.out) / EMBEDDINGS_FILE, lambda f: np.savez(f, **arrays))
 
     # ------------------------------------------------------------------ helpers / state

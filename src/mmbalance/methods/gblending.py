@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, Optional, Sequence, TYPE_CHECKING
 
 import torch
-from torch import nn
 import torch.nn.functional as F
 
 from ..engine.optim import build_optimizer
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.samplers import EpochOrder
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 FUSED = "fused"
@@ -131,6 +130,7 @@ class GBlending(Plugin):
                                            "null = the main optimiser's current rate", "[CODE BB]", gt=0)
 
     wants_unimodal_loss = True
+    probe_epochs: int  # null resolved in __init__
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
@@ -144,7 +144,7 @@ class GBlending(Plugin):
         return super().provides() - ({"epoch_order"} if self.holdout == "val" else set())
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         if model.fusion is None:
             raise ValueError("gblending needs a fusion head (at least two modalities); "
                              f"the model has modalities {model.modalities}")
@@ -158,7 +158,7 @@ class GBlending(Plugin):
             keep = torch.ones(n, dtype=torch.bool)
             keep[self.heldout] = False
             self.train_part = keep.nonzero().flatten()
-            self.order = IndexListOrder(self.train_part, trainer.cfg.train.seed)
+            self.order: Optional[EpochOrder] = IndexListOrder(self.train_part, trainer.cfg.train.seed)
         else:
             warnings.warn("gblending: holdout='val' estimates the loss weights on the validation split, which also "
                           "selects the reported checkpoint; the selection is then no longer independent of training",
@@ -175,6 +175,7 @@ class GBlending(Plugin):
             self.estimate(trainer, epoch)
         elif self.weights is None:  # resumed inside a super-epoch from a checkpoint without weights
             self.estimate(trainer, epoch)
+        assert self.weights is not None  # estimated above when there were none
         for k, w in self.weights.items():
             self.log(f"w/{k}", w)
 
@@ -250,6 +251,7 @@ class GBlending(Plugin):
     # ------------------------------------------------------------------ the blended loss
     def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
         w = self.weights
+        assert w is not None, "on_epoch_start estimates the weights"
         if out.fused is not None:
             losses["fused"] = w[FUSED] * F.cross_entropy(out.fused.float(), batch.paired_labels())
         for m, z in out.logits.items():

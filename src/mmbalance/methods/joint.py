@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from dataclasses import dataclass
 from typing import List, Optional, TYPE_CHECKING
@@ -15,7 +14,7 @@ from ..registry import METHODS
 if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 @METHODS.register("joint")
@@ -38,7 +37,9 @@ class Unimodal(Plugin):
     class Options:
         modality: Optional[str] = option(None, "which modality to train (None: the dataset's first)", "[RECON]")
 
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    modality: str  # null resolved in configure_model
+
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         m = self.modality or trainer.modalities[0]
         if m not in trainer.modalities:
             raise ValueError(f"unimodal: no modality {m!r}; the dataset has {trainer.modalities}")
@@ -56,6 +57,7 @@ class Unimodal(Plugin):
         return out.logits[self.modality]
 
     def check_compatible(self, plugins: List[Plugin]) -> None:
-        if plugins:
+        methods = [p for p in plugins if p.name in METHODS]  # other methods; a user's observer is fine
+        if methods:
             raise IncompatiblePluginsError(f"'unimodal' trains one modality alone and cannot be stacked "
-                                           f"with {plugins[0].name!r}")
+                                           f"with {methods[0].name!r}")

@@ -37,12 +37,14 @@ from torch import nn
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin, Record
+from ..functional.common import tensor_sum
 from ..registry import METHODS
+from .common import feature_sizes
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 # =============================================================================== pure math (tested by hand)
@@ -135,11 +137,11 @@ class MLA(Plugin):
         self._num_batches = 1
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"mla needs at least two modalities, got {mods}")
-        dims = {m: int(model.encoders[m].out_dim) for m in mods}
+        dims = feature_sizes(model, mods)
         if len(set(dims.values())) != 1:
             raise ValueError(
                 "mla shares one head across modalities, so every encoder must output the same feature size; got "
@@ -182,16 +184,19 @@ class MLA(Plugin):
 
     @torch.no_grad()
     def _modify_head_gradient(self, head: nn.Linear, features: torch.Tensor) -> None:
+        P, grad = self.P, head.weight.grad
+        assert P is not None and grad is not None, "on_fit_start creates P; the caller checks the gradient"
         r = features.detach().float().mean(0)
         alpha = self._alpha()
         if self.update_first:
             if self.updates > 0:  # the official code leaves the very first step alone
-                self.P = owm_update(self.P, r, alpha, self.normalize_projector)
-                head.weight.grad.copy_(project_gradient(head.weight.grad.float(), self.P, self.projection))
+                P = owm_update(P, r, alpha, self.normalize_projector)
+                grad.copy_(project_gradient(grad.float(), P, self.projection))
         else:
             if self.updates > 0:
-                head.weight.grad.copy_(project_gradient(head.weight.grad.float(), self.P, self.projection))
-            self.P = owm_update(self.P, r, alpha, self.normalize_projector)
+                grad.copy_(project_gradient(grad.float(), P, self.projection))
+            P = owm_update(P, r, alpha, self.normalize_projector)
+        self.P = P
         self.updates += 1
 
     def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
@@ -205,13 +210,14 @@ class MLA(Plugin):
             trainer.backward(loss, batch, out)
             if self.gradient_modification:
                 head = trainer.model.heads[m]
+                assert isinstance(head, nn.Linear)  # configure_model put the shared nn.Linear under every key
                 if head.weight.grad is not None:
                     self._modify_head_gradient(head, out.features[m])
             trainer.optimizer_step()
             losses[f"uni_{m}"] = loss.detach()
         trainer.optimizer.zero_grad(set_to_none=True)
         self._batch_index += 1
-        losses["total"] = sum(losses.values()) / len(self.modalities)
+        losses["total"] = tensor_sum(losses.values()) / len(self.modalities)
         return losses
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, record: Record) -> None:
@@ -226,9 +232,9 @@ class MLA(Plugin):
         if not logits:
             return None
         if self.fusion == "fixed":
-            return sum(self.fixed_weights[m] * z for m, z in zip(mods, logits))
+            return tensor_sum(self.fixed_weights[m] * z for m, z in zip(mods, logits))
         w = entropy_weights(logits, self.entropy_scope)
-        return sum(w[:, j:j + 1] * z for j, z in enumerate(logits))
+        return tensor_sum(w[:, j:j + 1] * z for j, z in enumerate(logits))
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:

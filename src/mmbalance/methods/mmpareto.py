@@ -15,12 +15,13 @@ BalanceBenchmark, [RECON] our choice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, TYPE_CHECKING
+from typing import List, Optional, TYPE_CHECKING, Tuple
 
 import torch
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
+from ..functional.common import tensor_sum
 from ..registry import METHODS
 from .common import check_window, encoder_modalities, in_window
 
@@ -95,7 +96,8 @@ class MMPareto(Plugin):
 
     def __init__(self, **options) -> None:
         super().__init__(**options)
-        self._pending = None
+        #: set by compute_loss for after_backward: the modalities and their fused / unimodal encoder gradients
+        self._pending: Optional[Tuple[List[str], List[torch.Tensor], List[torch.Tensor]]] = None
 
     def validate(self) -> None:
         check_window(self)
@@ -114,12 +116,11 @@ class MMPareto(Plugin):
 
     def _grads(self, trainer, loss: torch.Tensor, params: List[torch.nn.Parameter]) -> List[torch.Tensor]:
         trainer.count(backwards=1)
-        gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
+        raw = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
+        gs = [torch.zeros_like(p) if g is None else g for p, g in zip(params, raw)]
         if trainer.world_size > 1:  # the directions must be those of the global batch, like the summed gradient
             flat = trainer.all_reduce(torch.cat([g.reshape(-1) for g in gs]))
-            gs = list(torch.split(flat, [g.numel() for g in gs]))
-            gs = [g.view_as(p) for g, p in zip(gs, params)]
+            gs = [g.view_as(p) for g, p in zip(torch.split(flat, [g.numel() for g in gs]), params)]
         return gs
 
     def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
@@ -132,7 +133,7 @@ class MMPareto(Plugin):
         params = [p for m in mods for p in self._params[m]]
         g_mm = self._grads(trainer, losses["fused"], params)
         # each unimodal term reaches only its own encoder: one backward gives all of them
-        g_uni = self._grads(trainer, sum(losses[f"uni_{m}"] for m in mods), params)
+        g_uni = self._grads(trainer, tensor_sum(losses[f"uni_{m}"] for m in mods), params)
         self._pending = (mods, g_mm, g_uni)
 
     @torch.no_grad()

@@ -16,10 +16,9 @@ paper describes it. Tags: [PAPER] (from the spec's one-line summary), [AGM-CODE]
 """
 from __future__ import annotations
 
-from torch import nn
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, TYPE_CHECKING
+from typing import Any, Dict, List, Optional, Set, TYPE_CHECKING
 
 from ..engine.options import option
 from ..engine.plugin import Plugin
@@ -28,6 +27,7 @@ from .common import require_score_source
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
+    from ..models.net import MultimodalNet
 
 
 STRATEGIES = ("keep", "dynamic")
@@ -45,7 +45,8 @@ def dynamic_ratio(acc: float, memory: List[float]) -> float:
 def param_groups(model, base_lr: float, ratios: Dict[str, float]) -> List[Dict[str, Any]]:
     """One group per modality (encoder + head, ``lr = base_lr * r_m``), then one group with everything
     else (fusion head, anything a plug-in added) at ``base_lr``. Each group carries its ``modality``."""
-    groups, seen = [], set()
+    groups: List[Dict[str, Any]] = []
+    seen: Set[int] = set()
     for m, r in ratios.items():
         ps = [p for p in list(model.encoders[m].parameters()) + list(model.heads[m].parameters()) if p.requires_grad]
         seen.update(id(p) for p in ps)
@@ -86,6 +87,7 @@ class MSLR(Plugin):
         min_ratio: float = option(0.1, "lower bound on r_m (the release has none)", "[RECON]", gt=0)
         max_ratio: float = option(10.0, "upper bound on r_m", "[RECON]", gt=0)
 
+    score_from: str  # the option; "auto" is resolved in on_fit_start
     def __init__(self, **options) -> None:
         super().__init__(**options)
         self.initial = {k: float(v) for k, v in self.ratios.items()}
@@ -97,7 +99,7 @@ class MSLR(Plugin):
         if self.min_ratio > self.max_ratio:
             raise self.option_error("min_ratio", f"<= max_ratio ({self.max_ratio})", self.min_ratio)
 
-    def optimizer_groups(self, trainer: Trainer, model: nn.Module) -> Optional[List[Dict[str, Any]]]:
+    def optimizer_groups(self, trainer: Trainer, model: MultimodalNet) -> Optional[List[Dict[str, Any]]]:
         mods = [m for m in trainer.active_modalities if m in model.encoders]
         unknown = [k for k in self.initial if k not in model.encoders]
         if unknown:

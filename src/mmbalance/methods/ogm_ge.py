@@ -111,6 +111,7 @@ class OGMGE(Plugin):
                                  choices=("fusion", "heads"))
 
     needs_default_step = True  # reads the fused head's shares of the default step
+    score_from: str  # the option, checked against the model in on_fit_start
 
     def validate(self) -> None:
         check_window(self)

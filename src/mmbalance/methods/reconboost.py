@@ -35,7 +35,7 @@ for up to 1000 stages; BalanceBenchmark uses 1 + 1 (``T_epochs = 1``) [CODE].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, TYPE_CHECKING
+from typing import Any, Dict, List, Optional, TYPE_CHECKING, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -43,12 +43,14 @@ from torch import nn
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin, Record
+from ..functional.common import tensor_sum
 from ..registry import METHODS
+from .common import feature_sizes
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 # =============================================================================== pure math (tested by hand)
@@ -100,7 +102,7 @@ class SharedHead(nn.Module):
     def __init__(self, dim: int, num_classes: int, hidden: int = 256):
         super().__init__()
         if hidden and hidden > 0:
-            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+            self.net: nn.Module = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
         else:
             self.net = nn.Linear(dim, num_classes)
 
@@ -165,7 +167,7 @@ class ReconBoost(Plugin):
         self._epoch_steps: Dict[str, int] = {}
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         mods = list(trainer.active_modalities)
         if len(mods) < 2:
             raise ValueError(f"reconboost needs at least two modalities, got {mods}")
@@ -173,7 +175,7 @@ class ReconBoost(Plugin):
         if sorted(self.order) != sorted(mods):
             raise ValueError(f"reconboost: modality_order={self.modality_order_arg} must be a permutation of {mods}")
         if self.shared_head:
-            dims = {m: int(model.encoders[m].out_dim) for m in mods}
+            dims = feature_sizes(model, mods)
             if len(set(dims.values())) != 1:
                 raise ValueError(
                     "reconboost: shared_head=true needs every encoder to output the same feature size; got "
@@ -191,10 +193,12 @@ class ReconBoost(Plugin):
         model.fusion = None
 
     # ------------------------------------------------------------------ schedule
-    def _start_stage(self, trainer):
+    def _start_stage(self, trainer: Trainer) -> Tuple[int, int]:
+        """Fix the new stage's phase lengths ``(p1, p2)`` in steps from this epoch's number of batches."""
         b = max(1, len(trainer.sampler)) if trainer.sampler is not None else 1
         self.p1 = max(1, int(round(self.stage_epochs * b)))
         self.p2 = max(0, int(round(self.correct_epochs * b)))
+        return self.p1, self.p2
 
     def current_modality(self) -> str:
         return self.order[self.stage % len(self.order)]
@@ -202,7 +206,7 @@ class ReconBoost(Plugin):
     @staticmethod
     def _ensemble_logits(logits: Dict[str, torch.Tensor], modalities) -> torch.Tensor:
         # every head already multiplies by ρ: the sum is ρ · Σ_k f_k
-        return sum(logits[k].float() for k in modalities)
+        return tensor_sum(logits[k].float() for k in modalities)
 
     def _raw(self, logits: torch.Tensor) -> torch.Tensor:
         """A learner's own output ``f = (ρ f) / ρ`` (ρ detached: the division only undoes the scale)."""
@@ -210,11 +214,13 @@ class ReconBoost(Plugin):
 
     # ------------------------------------------------------------------ the step
     def training_step(self, trainer: Trainer, batch: Batch) -> Losses:
-        if self.p1 is None:
-            self._start_stage(trainer)
         """A step strategy: a boosting step of the stage's learner, or a rectification step of the ensemble."""
+        if self.p1 is None or self.p2 is None:  # both are set, and cleared, together
+            p1, p2 = self._start_stage(trainer)
+        else:
+            p1, p2 = self.p1, self.p2
         m = self.current_modality()
-        if self.pos < self.p1:
+        if self.pos < p1:
             losses = self._modality_step(trainer, batch, m)
             self.log_step("phase", 1)
             key = f"learn/{m}"
@@ -226,11 +232,11 @@ class ReconBoost(Plugin):
         trainer.optimizer_step()
         trainer.optimizer.zero_grad(set_to_none=True)
         self.pos += 1
-        if self.pos == self.p1:  # phase 1 done: the newest learner of m (re)joins the ensemble
+        if self.pos == p1:  # phase 1 done: the newest learner of m (re)joins the ensemble
             if m in self.members:
                 self.members.remove(m)
             self.members.append(m)
-        if self.pos >= self.p1 + self.p2:
+        if self.pos >= p1 + p2:
             self.stage += 1
             self.pos = 0
             self.p1 = self.p2 = None

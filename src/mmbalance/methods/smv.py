@@ -42,7 +42,6 @@ from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 import torch.nn.functional as F
 
 from ..engine.options import option
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from ..data.batch import Batch
     from ..engine.samplers import EpochOrder
     from ..engine.trainer import Trainer
-    from ..models.net import ModelOutput
+    from ..models.net import ModelOutput, MultimodalNet
 
 
 # =============================================================================== pure math (tested by hand)
@@ -167,7 +166,7 @@ class SMV(Plugin):
         self._active: List[int] = []
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         if model.fusion is None:
             raise ValueError(f"smv values modalities through the fusion head; the model has none "
                              f"(modalities {model.modalities})")
@@ -238,10 +237,12 @@ class SMV(Plugin):
         total = 1.0 + c.sum(1)
         per = F.cross_entropy(out.fused.float(), y, reduction="none") / total
         feats = out.paired_features()
+        fusion = trainer.model.fusion
+        assert fusion is not None  # configure_model refuses a model without one
         with trainer.autocast():
             for j in self._active:
                 m = self.modalities[j]
-                z = trainer.model.fusion({k: f if k == m else torch.zeros_like(f) for k, f in feats.items()})
+                z = fusion({k: f if k == m else torch.zeros_like(f) for k, f in feats.items()})
                 per = per + c[:, j] / total * F.cross_entropy(z.float(), y, reduction="none")
         losses["fused"] = trainer.fused_loss_weight * per.mean()
 

@@ -95,6 +95,8 @@ def build_model(cfg: ModelConfig, input_shapes: Dict[str, tuple], num_classes: i
             encoders[m] = ENCODERS.get(name)(shape, cfg.feature_dim, **args)
         except TypeError as e:
             raise ValueError(f"encoder {name!r} for modality {m!r}: bad encoder_args {args}: {e}") from None
+        except ValueError as e:  # the encoder refuses this input shape: name the modality too
+            raise ValueError(f"encoder {name!r} for modality {m!r}: {e}") from None
     fusion = None
     if len(encoders) >= 2:
         try:

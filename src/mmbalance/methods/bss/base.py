@@ -12,6 +12,7 @@ from ...engine.compat import IncompatiblePluginsError
 from ...engine.options import option
 from ...engine.plugin import Plugin
 from ...engine.samplers import EpochBatchSampler, SequentialOrder
+from ..common import feature_sizes
 from .measurer import AGREEMENT, CRITERIA, DEFAULT_CRITERIA, combine_criteria, parse_criteria, per_sample_criteria, \
     score_range
 from .orders import _ScoringBatcher
@@ -51,6 +52,9 @@ class BSSBase(Plugin):
 
     Options = ScoringOptions
     wants_unimodal_loss = True
+    # options as validate() leaves them
+    criteria: Tuple[str, ...]
+    loss_weights: Optional[Tuple[float, float]]
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -61,7 +65,7 @@ class BSSBase(Plugin):
         self._acc_cnt: Optional[torch.Tensor] = None
         self._recording = False
         self._weights: Tuple[float, float] = (1.0, 1.0)
-        self._order = None
+        self._order: Optional[EpochOrder] = None
 
     def validate(self) -> None:
         try:
@@ -90,7 +94,7 @@ class BSSBase(Plugin):
         if any(c in AGREEMENT for c in self.criteria) and len(mods) < 2:
             raise ValueError(f"{self.name}: the similarity criteria need >= 2 modalities, the run has {mods}")
         if "feat_sim" in self.criteria:
-            dims = {m: int(trainer.model.encoders[m].out_dim) for m in mods}
+            dims = feature_sizes(trainer.model, mods)
             if len(set(dims.values())) > 1:
                 raise ValueError(f"{self.name}: criterion 'feat_sim' needs encoders with equal feature sizes, "
                                  f"got {dims}; set model.feature_dim or use criteria=pred_sim+loss")
@@ -101,6 +105,7 @@ class BSSBase(Plugin):
                 self._acc_sum = torch.zeros(n, k, device=trainer.device)
                 self._acc_cnt = torch.zeros(n, device=trainer.device)
             else:  # restored from a checkpoint (CPU)
+                assert self._acc_cnt is not None  # saved and restored with _acc_sum
                 self._acc_sum = self._acc_sum.to(trainer.device)
                 self._acc_cnt = self._acc_cnt.to(trainer.device)
 
@@ -152,14 +157,15 @@ class BSSBase(Plugin):
 
     def _consume_statistics(self, trainer) -> bool:
         """Fold the previous epoch's recorded statistics into the persistent values; True if any."""
-        if self._acc_sum is None:
+        acc_sum, acc_cnt = self._acc_sum, self._acc_cnt
+        if acc_sum is None or acc_cnt is None:  # both exist or neither
             return False
-        acc, cnt = self._acc_sum, self._acc_cnt
+        acc, cnt = acc_sum, acc_cnt
         if trainer.world_size > 1:
             acc, cnt = trainer.all_reduce(acc, "sum"), trainer.all_reduce(cnt, "sum")
         acc, cnt = acc.cpu().clone(), cnt.cpu().clone()  # .cpu() is not a copy on a CPU run
-        self._acc_sum.zero_()
-        self._acc_cnt.zero_()
+        acc_sum.zero_()
+        acc_cnt.zero_()
         seen = cnt > 0
         if not bool(seen.any()):
             return False
@@ -205,10 +211,12 @@ class BSSBase(Plugin):
     def after_forward(self, trainer: Trainer, batch: Batch, out: ModelOutput) -> None:
         if not self._recording or out is None or out.n_pair == 0:
             return
+        acc_sum, acc_cnt = self._acc_sum, self._acc_cnt
+        assert acc_sum is not None and acc_cnt is not None, "_setup allocates them for score_source=previous_epoch"
         vals = self._criteria_matrix(out, batch)
-        idx = batch.paired_index().to(self._acc_sum.device)
-        self._acc_sum.index_add_(0, idx, vals.to(self._acc_sum.dtype))
-        self._acc_cnt.index_add_(0, idx, torch.ones(len(idx), device=self._acc_cnt.device))
+        idx = batch.paired_index().to(acc_sum.device)
+        acc_sum.index_add_(0, idx, vals.to(acc_sum.dtype))
+        acc_cnt.index_add_(0, idx, torch.ones(len(idx), device=acc_cnt.device))
 
     # ------------------------------------------------------------------ state
     def _common_state(self) -> Dict[str, Any]:

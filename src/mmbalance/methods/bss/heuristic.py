@@ -87,14 +87,16 @@ class BSSHeuristic(BSSBase):
             self.log("fraction", 1.0)
             self.log("n_used", n)
             return
-        order = CurriculumOrder(self.ranking, trainer.cfg.train.seed, self.lambda0, self.T_grow,
-                                self.pace_offset, self.scored_epoch)
+        ranking, scores, scored_epoch = self.ranking, self.scores, self.scored_epoch
+        assert scores is not None and scored_epoch is not None, "set (or restored) together with the ranking"
+        order = CurriculumOrder(ranking, trainer.cfg.train.seed, self.lambda0, self.T_grow,
+                                self.pace_offset, scored_epoch)
         self._order = order
         m = order.num_used(epoch)
         self.log("fraction", order.fraction(epoch))
         self.log("n_used", m)
-        self.log("used_score_mean", float(self.scores[self.ranking[:m]].mean()))
-        self.log("used_score_min", float(self.scores[self.ranking[m - 1]]))
+        self.log("used_score_mean", float(scores[ranking[:m]].mean()))
+        self.log("used_score_min", float(scores[ranking[m - 1]]))
 
     def state_dict(self) -> Dict[str, Any]:
         return {"scores": self.scores, "ranking": self.ranking, "scored_epoch": self.scored_epoch,

@@ -44,6 +44,12 @@ class BSSLearned(BSSBase):
         score_mode: Optional[str] = option(None, "eval [RECON] or train [CODE] (see bss-h); null = eval, or train "
                                            "with code_compat", "[RECON]", choices=("eval", "train"))
 
+    # options as validate() leaves them (null resolved)
+    beta: float
+    prob_mode: str
+    sampling_mode: str
+    score_mode: str
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.s_hat: Optional[torch.Tensor] = None  # smoothed scores used for sampling
@@ -75,6 +81,7 @@ class BSSLearned(BSSBase):
                              f"{len(trainer.splits.train)}")
 
     def probabilities(self) -> torch.Tensor:
+        assert self.s_hat is not None, "on_epoch_start scores before the first sampling"
         return sampling_probabilities(self.s_hat, self.prob_mode, self.linear_offset)
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
@@ -95,10 +102,12 @@ class BSSLearned(BSSBase):
             self._log_summary(trainer, "fresh", s, hist=False)
         self.log("rescored", int(rescore))
         self._recording = self.score_source == "previous_epoch" and (epoch + 1) % self.E == 0
+        s_hat = self.s_hat
+        assert s_hat is not None  # scored above when there was none
         p = self.probabilities()
         self._order = BiasedOrder(p, trainer.cfg.train.seed, self.sampling_mode)
         n = len(p)
-        self._log_summary(trainer, "score", self.s_hat)
+        self._log_summary(trainer, "score", s_hat)
         self.log("p_max_x_n", float(p.max()) * n)
         self.log("p_min_x_n", float(p.min()) * n)
         self.log("ess_fraction", float(1.0 / (p.pow(2).sum() * n)))

@@ -9,6 +9,8 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
+from ...functional.common import tensor_sum
+
 CRITERIA = ("pred_sim", "feat_sim", "loss", "grad_mag")
 #: criteria where *high* means balanced (the modalities agree)
 AGREEMENT = ("pred_sim", "feat_sim")
@@ -81,9 +83,9 @@ def per_sample_criteria(logits: Mapping[str, torch.Tensor], y: torch.Tensor, fus
         if fused is not None and w_f != 0.0:
             heads.append((w_f, fused))
         if "loss" in crit:
-            out["loss"] = sum(w * F.cross_entropy(z.float(), y, reduction="none") for w, z in heads)
+            out["loss"] = tensor_sum(w * F.cross_entropy(z.float(), y, reduction="none") for w, z in heads)
         if "grad_mag" in crit:
-            sq = 0.0
+            sq: Union[float, torch.Tensor] = 0.0
             for w, z in heads:
                 resid = torch.softmax(z.float(), dim=1) - F.one_hot(y, z.shape[1]).float()
                 sq = sq + (w * w) * resid.pow(2).sum(1)

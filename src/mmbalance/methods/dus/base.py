@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ...engine.options import option
 from ...engine.plugin import Plugin, Record
@@ -19,7 +18,7 @@ if TYPE_CHECKING:
     from ...data.batch import Batch
     from ...engine.samplers import Batcher
     from ...engine.trainer import Trainer
-    from ...models.net import ModelOutput
+    from ...models.net import ModelOutput, MultimodalNet
 
 
 @dataclass
@@ -70,7 +69,7 @@ class DUSBase(Plugin):
         self._epoch_sizes: List[List[int]] = []
 
     # ------------------------------------------------------------------ setup
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         self.modalities = list(trainer.active_modalities)
         if len(self.modalities) < 2:
             raise ValueError(f"{self.name}: DUS balances modalities and needs at least two; got {self.modalities}")
@@ -102,6 +101,7 @@ class DUSBase(Plugin):
                           self.pairing)
 
     def _next_sizes(self) -> List[int]:
+        assert self.sizes is not None, "configure_model (or a resumed state) sets the sizes"
         return list(self.sizes)
 
     # ------------------------------------------------------------------ monitoring
@@ -164,8 +164,10 @@ class DUSBase(Plugin):
         if self._since_decision >= self.update_every:
             self._since_decision = 0
             # the one host sync of a decision: ŝ and the window's mean fused score, as Python floats
-            mm = self._mm_sum / max(self._mm_count, 1)
-            vals = torch.cat([self.s_hat.float(), mm.float().reshape(1)]).cpu().tolist()
+            mm_sum, s_hat_t = self._mm_sum, self.s_hat
+            assert mm_sum is not None and s_hat_t is not None, "_observe ran in this step"
+            mm = mm_sum / max(self._mm_count, 1)
+            vals = torch.cat([s_hat_t.float(), mm.float().reshape(1)]).cpu().tolist()
             self._mm_sum, self._mm_count = None, 0
             s_hat, mm_mean = vals[:-1], vals[-1]
             rho = discrepancy(torch.tensor(s_hat, dtype=torch.float64)).tolist()

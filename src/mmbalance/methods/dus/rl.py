@@ -5,7 +5,6 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, TYPE_CHECKING
 
 import torch
-from torch import nn
 
 from ...engine.options import option
 from ...engine.plugin import Record
@@ -16,6 +15,7 @@ from .policy import Reinforce
 
 if TYPE_CHECKING:
     from ...engine.trainer import Trainer
+    from ...models.net import MultimodalNet
 
 
 DEFAULT_ACTIONS = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
@@ -75,6 +75,8 @@ class DUSRL(DUSBase):
         warmup_epochs: int = option(1, "epochs of DUS-H before the policy acts", "[RECON]", ge=0)
         seed: Optional[int] = option(None, "policy initialisation and sampling seed; null = train.seed", "[RECON]")
 
+    actions: List[float]
+
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self.actions = [float(a) for a in self.actions]
@@ -88,7 +90,7 @@ class DUSRL(DUSBase):
         self._epoch_rewards: List[float] = []
         self._epoch_updates: List[Dict[str, float]] = []
 
-    def configure_model(self, trainer: Trainer, model: nn.Module) -> None:
+    def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
         super().configure_model(trainer, model)
         if self.rl is None:
             m = len(self.modalities)
@@ -133,6 +135,7 @@ class DUSRL(DUSBase):
             last = self._epoch_updates[-1]
             self.log("policy_entropy", last["entropy"])
             self.log("baseline", last["baseline"])
+        assert self.rl is not None, "configure_model creates the policy"
         self.log("policy_updates", self.rl.updates)
         self._epoch_rewards, self._epoch_updates = [], []
 
