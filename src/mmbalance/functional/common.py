@@ -1,10 +1,11 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, the probability a head gives the true class, and the sum of tensor terms."""
+weights over modality coalitions, the probability a head gives the true class, each modality's share of a
+fused head's logits, and the sum of tensor terms."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterable, Iterator, Sequence
+from typing import Callable, Dict, FrozenSet, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,17 @@ def discrepancy_ratio(scores: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 def true_class_probability(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``softmax(z_i)[y_i]`` for every row ``i`` (``[n]``), computed in float32."""
     return F.softmax(logits.float(), dim=1).gather(1, y.view(-1, 1)).squeeze(1)
+
+
+def fusion_shares(modality_logits: Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]],
+                  features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Each modality's additive share of the fused logits, detached, in float32: ``modality_logits`` is a
+    fusion head's ``modality_logits`` (concat: ``f_m W_m^T + b / M``; sum: that modality's head), ``features``
+    the encoder features of the paired rows. The shares sum to the fused logits."""
+    with torch.no_grad():
+        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
+        feats = {m: f.detach().float() for m, f in features.items()}
+        return {m: z.float() for m, z in modality_logits(feats).items()}
 
 
 def shapley_weight(size: int, m: int) -> float:
@@ -49,4 +61,5 @@ def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
             yield frozenset(c)
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "tensor_sum", "true_class_probability"]
+__all__ = ["coalitions", "discrepancy_ratio", "fusion_shares", "shapley_weight", "tensor_sum",
+           "true_class_probability"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..engine.plugin import Plugin
+from ..functional.common import fusion_shares
 
 if TYPE_CHECKING:
     from ..engine.trainer import Trainer
@@ -54,10 +55,7 @@ def modality_shares(trainer: "Trainer", out: "ModelOutput") -> Dict[str, torch.T
     """Each modality's additive share of the fused logits on the paired rows (detached)."""
     # a method reads shares only after require_score_source chose "fusion", so the fusion head has them
     shares: ShareFunction = getattr(trainer.model.fusion, "modality_logits")
-    with torch.no_grad():
-        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
-        feats = {m: f.detach().float() for m, f in out.paired_features().items()}
-        return {m: z.float() for m, z in shares(feats).items()}
+    return fusion_shares(shares, out.paired_features())
 
 
 def require_score_source(trainer: "Trainer", plugin: Plugin, score_from: str) -> str:
