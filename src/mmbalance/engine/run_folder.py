@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .trainer import Trainer
 
 #: keys a resume may change without --allow-change (they do not change what is trained)
-RESUME_MAY_CHANGE = ("out", "plugins", "train.epochs", "train.progress", "train.checkpoint_every",
+RESUME_MAY_CHANGE = ("out", "plugins", "train.epochs", "train.progress", "train.checkpoint_every", "train.device",
                      "data.num_workers", "data.trust_pickle", "log.")
 
 RUN_FILES = ("config.yaml", "last.pt", "summary.json", "metrics.jsonl", "best.pt")
@@ -101,6 +101,10 @@ def enter(trainer: "Trainer", resume: bool, overwrite: bool, allow_change: Seque
         trainer.replaces = out
         if trainer.is_main:
             out = trainer.out = aside(out)
+    if trainer.world_size > 1:  # every rank has looked at the folder before the main rank writes into it
+        import torch.distributed as dist
+
+        dist.barrier()
     if trainer.is_main:
         prepare(out)
         atomic_write_text(out / "config.yaml", trainer.cfg.to_yaml())
