@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 COMMANDS = {
@@ -290,7 +291,19 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings of the library as one ``warning: ...`` line (the source line of the call means nothing to a
+    command-line user); other warnings keep Python's format."""
+    if category is UserWarning:
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
+
+
+_python_format = warnings.formatwarning
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _warning_line
     argv, imports = _pop_imports(list(sys.argv[1:] if argv is None else argv))
     if imports:  # before the parser: the user's methods appear in `list` and name checks
         from .extensions import ExtensionError, import_extensions, resolve

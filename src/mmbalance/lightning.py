@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from .config import Config
 from .data import Splits
+from .data.fit_checks import check_fit_settings
 from .data.batch import Batch
 from .engine.checkpoint import rng_state, set_rng_state
 from .engine.compat import check_plugins
@@ -69,6 +70,7 @@ class LightningHost(Trainer):
             raise ValueError(f"mmbalance.lightning: {refused[0]!r} adds modules during training, which the Lightning "
                              f"adapter does not support (Lightning creates the optimizer); use mmbalance's Trainer")
         check_plugins(list(plugins))
+        check_fit_settings(cfg, splits)
         self.cfg, self.splits, self.module, self.model = cfg, splits, module, model
         self.out, self.rank, self.world_size, self.is_main = None, 0, 1, True
         self.device, self.resident = torch.device("cpu"), False
