@@ -47,6 +47,7 @@ from .data.batch import Batch
 from .engine.checkpoint import rng_state, set_rng_state
 from .engine.compat import check_plugins
 from .engine.epoch_log import EpochLog
+from .engine.losses import nonfinite_error
 from .engine.pipeline import DataPipeline
 from .engine.plugin import EVENTS, Losses, Plugin, Record, implements
 from .engine.runtime import model_calls
@@ -102,7 +103,7 @@ class LightningHost(Trainer):
         self.resumed, self.stop_training, self.summary = False, False, {}
         self._batch: Optional[Batch] = None
         self._cost = {"forwards": 0, "backwards": 0}
-        self.check_finite_every_step = True
+        self.check_finite_every_step = True  # set for the device in start(), as the Trainer does
         self._epoch_open = False
         self._batches: Optional[Iterator[Batch]] = None  # this epoch's planned batches, drawn one step at a time
         self._pending: Optional[Batch] = None
@@ -127,6 +128,8 @@ class LightningHost(Trainer):
                              f"not support; use mmbalance's Trainer")
         self.optimizer = opts  # Lightning's wrapper: its step() counts Lightning's global step
         self.device = self.module.device
+        check = self.cfg.train.check_finite  # a host sync per step only where it is cheap (CPU), as the Trainer
+        self.check_finite_every_step = check == "step" or (check == "auto" and self.device.type == "cpu")
         self._model_call, self._eval_call = model_calls(self.model, self.device, 1, self.cfg.train.compile)
         self.aug_generator = torch.Generator(device=self.device).manual_seed(self.cfg.train.seed + 12345)
         if "aug_rng" in self._stash:
@@ -159,6 +162,7 @@ class LightningHost(Trainer):
         self._sums: Dict[str, torch.Tensor] = {}
         self._steps = self._samples = 0
         self._cost = {"forwards": 0, "backwards": 0}
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         self._epoch_open = True
 
     def draw(self) -> bool:
@@ -188,6 +192,9 @@ class LightningHost(Trainer):
     def close_epoch(self) -> Record:
         """Evaluation and the epoch-end events; returns the epoch's record (also in ``history``)."""
         epoch, steps = self.epoch, max(self._steps, 1)
+        if not self.check_finite_every_step and bool(self._nonfinite):
+            raise nonfinite_error(self, f"epoch {epoch} (checked per epoch)",
+                                  {k: v / steps for k, v in self._sums.items()})
         train: Dict[str, Any] = {("loss" if k == "total" else f"loss_{k}"): float(v) / steps
                                  for k, v in self._sums.items()}
         train.update(steps=self._steps, samples=self._samples,
