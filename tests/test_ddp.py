@@ -30,10 +30,14 @@ def single_first(tmp_path):
     return json.loads((tmp_path / "one" / "metrics.jsonl").read_text().splitlines()[0])["train"]["samples"]
 
 
-METHOD_ARGS = {"diagnose-relearn": ["method_args.diagnose-relearn.reinit_every=1"], "bss-h": ["method_args.bss-h.T_grow=2"]}
+METHOD_ARGS = {"diagnose-relearn": ["method_args.diagnose-relearn.reinit_every=1"], "bss-h": ["method_args.bss-h.T_grow=2"],
+               # ARL active from the first epoch; CGGM's paper-form direction loss uses each rank's own gradients
+               # (a cosine is not linear), so the exact-equivalence check runs the release's form
+               "arl": ["method_args.arl.start=0"], "cggm": ["method_args.cggm.direction=code"]}
 
 
-@pytest.mark.parametrize("method", ["joint", "joint-aux", "diagnose-relearn", "bss-h", "bss-l", "dus-h", "dus-rl"])
+@pytest.mark.parametrize("method", ["joint", "joint-aux", "diagnose-relearn", "bss-h", "bss-l", "dus-h", "dus-rl",
+                                    "arl", "inforeg", "cggm"])
 def test_two_rank_run_matches_one_rank(tmp_path, method):
     from mmbalance import Trainer
 

@@ -6,7 +6,8 @@ OGM-GE and D&R in a plain PyTorch loop and a test checks it matches the ``Traine
 family, each with a short recipe in its docstring (``docs/functional.md`` lists them all):
 
 ==================  ==============================================================================
-``common``          discrepancy ratios, true-class probability, fused-head shares, Shapley weights
+``common``          discrepancy ratios, true-class probability, fused-head shares, Shapley weights,
+                    late-fusion ensembles, gradient scaling
 ``ogm_ge``          OGM-GE scores, coefficients, in-place gradient modulation
 ``agm``             AGM coalition values, Shapley contributions, coefficients, gradient scaling
 ``diagnose_relearn`` D&R purity gap and strength, soft re-initialisation
@@ -31,14 +32,15 @@ import importlib
 from types import ModuleType
 from typing import Any, Dict, List
 
-from .common import coalitions, discrepancy_ratio, fusion_shares, shapley_weight, tensor_sum, true_class_probability
+from .common import (ENSEMBLE_SPACES, coalitions, discrepancy_ratio, ensemble_logits, fusion_shares, scale_grad,
+                     shapley_weight, tensor_sum, true_class_probability)
 
 #: the method families, one module each
 FAMILIES = ("ogm_ge", "agm", "diagnose_relearn", "dus", "bss", "mmpareto", "pmr", "mla", "gblending", "smv",
             "mslr", "reconboost")
 
-_COMMON = ["coalitions", "discrepancy_ratio", "fusion_shares", "shapley_weight", "tensor_sum",
-           "true_class_probability"]
+_COMMON = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "fusion_shares", "scale_grad",
+           "shapley_weight", "tensor_sum", "true_class_probability"]
 _flat: Dict[str, List[str]] = {}  # name -> families defining it (filled on the first flat look-up)
 
 
@@ -76,6 +78,6 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(FAMILIES) | {n for n, f in _index().items() if len(f) == 1})
 
 
-__all__ = ["FAMILIES", "agm", "bss", "coalitions", "diagnose_relearn", "discrepancy_ratio", "dus", "family",
-           "fusion_shares", "gblending", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "shapley_weight",
-           "smv", "tensor_sum", "true_class_probability"]
+__all__ = ["ENSEMBLE_SPACES", "FAMILIES", "agm", "bss", "coalitions", "diagnose_relearn", "discrepancy_ratio", "dus",
+           "ensemble_logits", "family", "fusion_shares", "gblending", "mla", "mmpareto", "mslr", "ogm_ge", "pmr",
+           "reconboost", "scale_grad", "shapley_weight", "smv", "tensor_sum", "true_class_probability"]

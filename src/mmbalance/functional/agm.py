@@ -18,8 +18,8 @@ The ``agm`` plug-in calls these same functions (``mmbalance.methods.agm``). Note
 exponential of score differences) is not DUS's ``dus.discrepancy`` (a ratio).
 """
 from ..methods.agm import (MODES, PADS, agm_coefficients, coalition_values, contribution_scores, contributions,
-                           discrepancy, scale_grad, update_running)
-from .common import coalitions, shapley_weight
+                           discrepancy, update_running)
+from .common import coalitions, scale_grad, shapley_weight
 
 __all__ = ["MODES", "PADS", "agm_coefficients", "coalition_values", "coalitions", "contribution_scores",
            "contributions", "discrepancy", "scale_grad", "shapley_weight", "update_running"]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..engine.options import option
 from ..engine.plugin import Losses, Plugin
-from ..functional.common import coalitions, shapley_weight, tensor_sum
+from ..functional.common import coalitions, scale_grad, shapley_weight, tensor_sum
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, select_params
 
@@ -96,26 +96,6 @@ def coalition_values(fusion: Callable[[Dict[str, torch.Tensor]], torch.Tensor], 
     full = frozenset(modalities)
     return {s: full_value if s == full else fusion({m: features[m] if m in s else fills[m] for m in modalities})
             for s in coalitions(modalities)}
-
-
-class _ScaleGrad(torch.autograd.Function):
-    """Identity forward; multiplies the incoming gradient by ``coeff`` (the official backward hook)."""
-
-    @staticmethod
-    def forward(ctx, x, coeff):
-        ctx.save_for_backward(coeff)
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        (coeff,) = ctx.saved_tensors
-        return g * coeff.to(g.dtype), None
-
-
-def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
-    """``x`` unchanged in the forward pass; the gradient flowing back through it is multiplied by ``coeff``
-    (detached) [CODE: the official backward hook on each contribution]."""
-    return _ScaleGrad.apply(x, coeff.detach())
 
 
 # =============================================================================== the plug-in

@@ -3,7 +3,7 @@ modulation touches, where per-modality scores come from (shares of the fused hea
 encoders' feature sizes."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 import torch
 
@@ -94,3 +94,10 @@ def encoder_modalities(trainer: "Trainer", plugin: Plugin, need: int = 2) -> Lis
 def feature_sizes(model: "MultimodalNet", modalities: Sequence[str]) -> Dict[str, int]:
     """Each modality's encoder output size (every registered encoder exposes ``out_dim``)."""
     return {m: int(getattr(model.encoders[m], "out_dim")) for m in modalities}
+
+
+def frozen_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """``module(*args)`` with its parameters used as constants: the gradient reaches the inputs, never the
+    module's own parameters (DGL's unimodal losses through the shared head, CGGM's direction loss)."""
+    params = {name: p.detach() for name, p in module.named_parameters()}
+    return torch.func.functional_call(module, params, args, kwargs)
