@@ -20,6 +20,12 @@ family, each with a short recipe in its docstring (``docs/functional.md`` lists 
 ``smv``             SMV Shapley valuation, copies, mixture loss
 ``mslr``            MSLR parameter groups and dynamic ratio
 ``reconboost``      ReconBoost reconcilement loss
+``arl``             ARL logit statistics and modality weights
+``inforeg``         InfoReg acquisition change, proximal strengths and pull
+``cggm``            CGGM coefficients and direction loss
+``greedy``          Greedy branch speeds and re-balancing schedule
+``umt``             UMT feature distillation
+``mbsd``            MBSD performance weight and distillation terms
 ==================  ==============================================================================
 
 ``from mmbalance.functional import ogm_ge`` or ``from mmbalance.functional.ogm_ge import ogm_coefficients``;
@@ -37,7 +43,7 @@ from .common import (ENSEMBLE_SPACES, coalitions, discrepancy_ratio, ensemble_lo
 
 #: the method families, one module each
 FAMILIES = ("ogm_ge", "agm", "diagnose_relearn", "dus", "bss", "mmpareto", "pmr", "mla", "gblending", "smv",
-            "mslr", "reconboost")
+            "mslr", "reconboost", "arl", "inforeg", "cggm", "greedy", "umt", "mbsd")
 
 _COMMON = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "fusion_shares", "scale_grad",
            "shapley_weight", "tensor_sum", "true_class_probability"]
@@ -78,6 +84,7 @@ def __dir__() -> List[str]:
     return sorted(set(globals()) | set(FAMILIES) | {n for n, f in _index().items() if len(f) == 1})
 
 
-__all__ = ["ENSEMBLE_SPACES", "FAMILIES", "agm", "bss", "coalitions", "diagnose_relearn", "discrepancy_ratio", "dus",
-           "ensemble_logits", "family", "fusion_shares", "gblending", "mla", "mmpareto", "mslr", "ogm_ge", "pmr",
-           "reconboost", "scale_grad", "shapley_weight", "smv", "tensor_sum", "true_class_probability"]
+__all__ = ["ENSEMBLE_SPACES", "FAMILIES", "agm", "arl", "bss", "cggm", "coalitions", "diagnose_relearn",
+           "discrepancy_ratio", "dus", "ensemble_logits", "family", "fusion_shares", "gblending", "greedy", "inforeg",
+           "mbsd", "mla", "mmpareto", "mslr", "ogm_ge", "pmr", "reconboost", "scale_grad", "shapley_weight", "smv",
+           "tensor_sum", "true_class_probability", "umt"]
