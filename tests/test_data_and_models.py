@@ -98,7 +98,7 @@ def test_nested_index_batch_loads_requested_sizes():
 
 
 # ---------------------------------------------------------------- every encoder and fusion trains one step
-SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 8, 8), "resnet18": (3, 32, 32), "transformer": (6, 5)}
+SHAPES = {"mlp": (1, 8, 8), "cnn": (1, 8, 8), "resnet18": (3, 32, 32), "transformer": (6, 5), "temporal": (3, 20)}
 
 
 @pytest.mark.parametrize("encoder", ENCODERS.names())

@@ -10,6 +10,7 @@ import importlib
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from . import __version__, threads
@@ -267,7 +268,10 @@ def _describe_method(name: str) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser. The options of a sub-command in :data:`COMMANDS` are added only for ``command`` (the one
+    on the command line; None: all of them; "": none), so that ``mmbalance --help`` imports none of their
+    modules."""
     parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
     parser.add_argument("--version", action=_VersionAction, help="print the version (and git commit) and exit")
     parser.add_argument("--debug", action="store_true",
@@ -303,13 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_list)
 
     for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        if command is not None and name != command:
+            continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:
             if e.name == module:
                 continue
             raise
-        p = sub.add_parser(name, help=help_)
         mod.add_arguments(p)
         p.set_defaults(func=mod.main)
     for p in sub.choices.values():  # `mmbalance train ... --debug` works too
@@ -333,19 +339,33 @@ class _VersionAction(argparse.Action):
         parser.exit()
 
 
-def main(argv=None) -> int:
-    from .engine.losses import NonFiniteLossError
-    from .extensions import ExtensionError, import_extensions, resolve
-    from .registry import UnknownNameError
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """Warnings of the library as one ``warning: ...`` line (the source line of the call means nothing to a
+    command-line user); other warnings keep Python's format."""
+    if category is UserWarning:
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
 
+
+_python_format = warnings.formatwarning
+
+
+def main(argv=None) -> int:
+    warnings.formatwarning = _warning_line
     argv, imports = _pop_imports(list(sys.argv[1:] if argv is None else argv))
-    try:
-        import_extensions(imports)  # before the parser: the user's methods appear in `list` and name checks
-    except ExtensionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    IMPORTS[:] = [resolve(s) for s in imports]
-    parser = build_parser()
+    if imports:  # before the parser: the user's methods appear in `list` and name checks
+        from .extensions import ExtensionError, import_extensions, resolve
+
+        try:
+            import_extensions(imports)
+        except ExtensionError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        IMPORTS[:] = [resolve(s) for s in imports]
+    else:
+        IMPORTS[:] = []
+    command = next((a for a in argv if not a.startswith("-")), "")  # the only top-level option is a flag
+    parser = build_parser(command if command in COMMANDS else "")
     # KEY=VALUE overrides may sit between options (argparse stops a nargs="*" positional at the first option)
     args, extra = parser.parse_known_args(argv)
     stray = [a for a in extra if "=" not in a or a.startswith("-")]
@@ -357,16 +377,30 @@ def main(argv=None) -> int:
         args.overrides = list(args.overrides or []) + extra
     try:
         return int(args.func(args) or 0)
-    # every error the library raises for bad input: ValueError covers ConfigError, DataError, CheckpointError,
-    # IncompatiblePluginsError; OSError a file or folder that cannot be read or written
-    except (ValueError, UnknownNameError, NonFiniteLossError, ExtensionError, OSError) as e:
-        if args.debug:
-            raise
-        print(f"error: {error_line(e)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume", file=sys.stderr)
         return 130
+    except Exception as e:
+        if getattr(args, "debug", False) or not _is_user_error(e):
+            raise
+        print(f"error: {error_line(e)}", file=sys.stderr)
+        return 2
+
+
+#: (module, class) of every error the library raises for bad input, reported as one line with exit code 2:
+#: ValueError covers ConfigError, DataError, CheckpointError, IncompatiblePluginsError; OSError a file or folder
+#: that cannot be read or written. Checked only once a command failed, through the modules already imported, so
+#: that the CLI does not import torch to parse its arguments.
+USER_ERRORS = (("builtins", "ValueError"), ("builtins", "OSError"), ("mmbalance.registry", "UnknownNameError"),
+               ("mmbalance.engine.losses", "NonFiniteLossError"), ("mmbalance.extensions", "ExtensionError"))
+
+
+def _is_user_error(e: BaseException) -> bool:
+    for module, name in USER_ERRORS:
+        mod = sys.modules.get(module)  # a class from a module never imported cannot have been raised
+        if mod is not None and isinstance(e, getattr(mod, name)):
+            return True
+    return False
 
 
 def error_line(e: BaseException) -> str:

@@ -40,11 +40,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    encoder: Union[str, Dict[str, str]] = "mlp"  #: one encoder name, or modality -> encoder name
+    #: one encoder name, or modality -> encoder name (key ``default``: the others); a name is registered (``mlp``),
+    #: your own factory ``my_pkg.nets:make_net`` / ``nets.py:make_net``, or ``timm:<model>`` (models/custom.py)
+    encoder: Union[str, Dict[str, str]] = "mlp"
     encoder_args: Dict[str, Any] = field(default_factory=dict)  #: shared kwargs, or modality -> kwargs
     feature_dim: int = 64  #: pooled feature size of every encoder (ResNet-18 ignores it: 512)
     fusion: str = "concat"
     fusion_args: Dict[str, Any] = field(default_factory=dict)
+    #: initial weights from a local file, loaded with weights_only=True: a state dict of the whole model or one
+    #: per encoder ({modality: state dict}), or {modality: file of that encoder's state dict}
+    init_from: Optional[Union[str, Dict[str, str]]] = None
 
 
 @dataclass
@@ -169,11 +174,14 @@ class Config:
                         node[part] = {}
                     else:
                         raise ConfigError(f"unknown config key {'.'.join(parts[:i + 1])!r}.{suggest(part, node)}")
+                if tuple(parts[:i + 1]) in _PER_MODALITY and not isinstance(node[part], dict):
+                    # model.encoder.video=X on one name for all: that name stays the others' default
+                    node[part] = {} if node[part] is None else {"default": node[part]}
                 node = node[part]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {key!r}: parent is not a section")
             last = parts[-1]
-            if last not in node and not _is_free_dict(parts[:-1]):
+            if last not in node and not _is_free_dict(parts[:-1]) and tuple(parts[:-1]) not in _PER_MODALITY:
                 raise ConfigError(f"unknown config key {key!r}.{suggest(last, node)}")
             node[last] = value
         return Config.from_dict(d)
@@ -207,6 +215,9 @@ def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 _FREE_DICTS = {("method_args",), ("data", "options"), ("model", "encoder_args"), ("model", "fusion_args")}
+#: keys that hold one value or a mapping modality -> value (``model.encoder.video=...`` turns the first into the
+#: second)
+_PER_MODALITY = {("model", "encoder"), ("model", "init_from")}
 
 
 def _is_free_dict(path: List[str]) -> bool:

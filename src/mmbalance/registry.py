@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generic, Iterator, Optional, Type, TypeVar
 
 if TYPE_CHECKING:
@@ -28,8 +29,11 @@ def suggest(name: str, options) -> str:
 class Registry(Generic[F]):
     """A named table of factories. ``@REG.register("name")`` adds one; ``REG.get("name")`` looks it up."""
 
-    def __init__(self, kind: str, names_classes: bool = False):
+    def __init__(self, kind: str, names_classes: bool = False, builtin: Optional[str] = None):
         self.kind = kind
+        #: the package whose import registers the built-in entries (imported on first look-up, so that a
+        #: registry is complete whichever module was imported first)
+        self.builtin = builtin
         self._discovered = False
         #: registration sets ``cls.name`` (methods: a plug-in learns its name from the registry)
         self.names_classes = names_classes
@@ -49,7 +53,10 @@ class Registry(Generic[F]):
         return deco
 
     def _discover(self) -> None:
-        """Load installed extensions' entry points (once): a name they register becomes known."""
+        """Import the built-in entries and installed extensions' entry points (once): a name they register
+        becomes known."""
+        if self.builtin is not None:
+            importlib.import_module(self.builtin)  # a no-op once imported (or while it is being imported)
         if not self._discovered:
             self._discovered = True
             from .extensions import load_entry_points
@@ -84,7 +91,7 @@ class Registry(Generic[F]):
         return self._docs.get(name, "")
 
 
-METHODS: Registry[Type[Plugin]] = Registry("method", names_classes=True)
-DATASETS: Registry[Callable[..., Any]] = Registry("dataset")
-ENCODERS: Registry[Callable[..., Any]] = Registry("encoder")
-FUSIONS: Registry[Callable[..., Any]] = Registry("fusion")
+METHODS: Registry[Type[Plugin]] = Registry("method", names_classes=True, builtin="mmbalance.methods")
+DATASETS: Registry[Callable[..., Any]] = Registry("dataset", builtin="mmbalance.data")
+ENCODERS: Registry[Callable[..., Any]] = Registry("encoder", builtin="mmbalance.models")
+FUSIONS: Registry[Callable[..., Any]] = Registry("fusion", builtin="mmbalance.models")

@@ -11,6 +11,7 @@ import torch
 from ..config import DataConfig
 from ..registry import DATASETS
 from .base import DataError, MultimodalDataset, Splits, split_in_memory
+from .own_data import carve_validation, label_ids, pop_class_names, standardise, val_fraction_option
 from .validate import require_two_classes, split_indices
 
 
@@ -131,28 +132,39 @@ def synthetic(cfg: DataConfig) -> Splits:
 
 @DATASETS.register("arrays")
 def arrays(cfg: DataConfig) -> Splits:
-    """Your own data: ``data.root`` = an .npz (``labels`` + one array per modality) or a folder of .npy files."""
+    """Your own data: ``data.root`` = an .npz (``labels`` + one array per modality) or a folder of .npy files.
+
+    Labels may be strings; an array ``classes`` names the classes; options ``class_names``, ``val_from_train``
+    (carve val from a train/test split) and ``standardize`` (fitted on train): :mod:`.own_data`."""
     if not cfg.root:
         raise DataError("dataset 'arrays' needs data.root: an .npz file or a folder with labels.npy and <modality>.npy")
-    _check_options("arrays", cfg.options, {"class_names"})
-    inputs, labels, split = load_arrays(Path(cfg.root))
+    _check_options("arrays", cfg.options, {"class_names", "val_from_train", "standardize"})
+    inputs, labels, split, file_names = load_arrays(Path(cfg.root))
+    labels, names = label_ids(labels, cfg.options.get("class_names") or file_names, str(cfg.root))
+    carve = val_fraction_option(cfg.options.get("val_from_train"), cfg.val_fraction, str(cfg.root))
     mods = _modalities(cfg)
     if mods:
         missing = [m for m in mods if m not in inputs]
         if missing:
             raise DataError(f"{cfg.root}: no modality {missing[0]!r}; found {sorted(inputs)}")
         inputs = {m: inputs[m] for m in mods}
-    ds = MultimodalDataset(inputs, labels, None, cfg.options.get("class_names"), f"arrays:{Path(cfg.root).name}")
+    ds = MultimodalDataset(inputs, labels, None, names, f"arrays:{Path(cfg.root).name}")
     if split is None:
-        return split_in_memory(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    parts = {name: ds.subset(idx, f"{ds.name}/{name}")
-             for name, idx in split_indices(split, len(ds), f"{cfg.root}").items()}
+        return standardise(split_in_memory(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed),
+                           cfg.options.get("standardize"))
+    idx = split_indices(split, len(ds), f"{cfg.root}", ("train", "test") if carve else ("train", "val", "test"))
+    if carve:
+        if "val" in idx:
+            raise DataError(f"{cfg.root}: the split array has 'val' samples already; drop "
+                            f"data.options.val_from_train")
+        idx["train"], idx["val"] = carve_validation(idx["train"], ds.labels, carve, cfg.split_seed, str(cfg.root))
+    parts = {name: ds.subset(i, f"{ds.name}/{name}") for name, i in idx.items()}
     require_two_classes(parts["train"].labels, parts["train"].name)
-    return Splits(**parts)
+    return standardise(Splits(**parts), cfg.options.get("standardize"))
 
 
 def load_arrays(path: Path):
-    """Read an .npz file or a folder of .npy files into (inputs, labels, split-or-None)."""
+    """Read an .npz file or a folder of .npy files into (inputs, labels, split-or-None, class-names-or-None)."""
     arrays: Dict[str, np.ndarray] = {}
     if path.is_file():
         try:
@@ -177,9 +189,10 @@ def load_arrays(path: Path):
         raise DataError(f"{path}: no 'labels' array (found {sorted(arrays)})")
     labels = arrays.pop(label_key)
     split = arrays.pop("split", None)
+    names = pop_class_names(arrays, str(path))
     if not arrays:
         raise DataError(f"{path}: no modality arrays besides labels")
     for k, v in arrays.items():
         if v.dtype.kind not in "fiub":
             raise DataError(f"{path}: array {k!r} has non-numeric dtype {v.dtype}")
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, labels, split
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}, labels, split, names

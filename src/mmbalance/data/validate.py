@@ -99,10 +99,12 @@ def check_modality_array(x: torch.Tensor, name: str, modality: str) -> None:
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
-def split_indices(split: np.ndarray, n: int, source: str) -> Dict[str, np.ndarray]:
+def split_indices(split: np.ndarray, n: int, source: str,
+                  required: Sequence[str] = ("train", "val", "test")) -> Dict[str, np.ndarray]:
     """Indices of each split from a ``split`` array of ``train``/``val``/``test`` or ``0``/``1``/``2``.
 
-    Every value must be one of those (no sample is dropped silently) and every split must be non-empty.
+    Every value must be one of those (no sample is dropped silently) and every ``required`` split must be
+    non-empty (an empty optional one is left out of the result).
     """
     split = np.asarray(split).reshape(-1)
     if len(split) != n:
@@ -123,9 +125,12 @@ def split_indices(split: np.ndarray, n: int, source: str) -> Dict[str, np.ndarra
     out = {}
     for k, code in SPLIT_CODES.items():
         idx = np.nonzero(codes_arr == code)[0]
-        if len(idx) == 0:
-            raise _error(f"{source}: split array has no {k!r} samples (use train/val/test or 0/1/2)")
-        out[k] = idx
+        if len(idx) == 0 and k in required:
+            hint = (" or set data.options.val_from_train=true to carve a validation split from the train samples"
+                    if k == "val" else "")
+            raise _error(f"{source}: split array has no {k!r} samples (use train/val/test or 0/1/2{hint})")
+        if len(idx):
+            out[k] = idx
     return out
 
 

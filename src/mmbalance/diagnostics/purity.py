@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+
+#: integer ids or feature rows given as a tensor, a numpy array or a nested list
+ArrayLike = Union[torch.Tensor, np.ndarray, Sequence]
 
 #: elements of the [restarts, k, N] distance tensor allowed at once (restarts are grouped to fit)
 _DIST_BUDGET = 1 << 26
@@ -46,7 +49,7 @@ def _as_numpy_ints(x, what: str) -> np.ndarray:
     return a
 
 
-def purity(cluster_ids, labels) -> float:
+def purity(cluster_ids: ArrayLike, labels: ArrayLike) -> float:
     """Fraction of samples whose label is the majority label of their cluster.
 
     Cluster and label ids may be any integers (they are remapped to contiguous ids first, as the D&R
@@ -214,7 +217,7 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
-def clustering_purity(features, labels, k: Optional[int] = None, n_init: int = 10, seed: int = 0,
+def clustering_purity(features: ArrayLike, labels: ArrayLike, k: Optional[int] = None, n_init: int = 10, seed: int = 0,
                       scale: bool = True, backend: str = "auto", max_iter: int = 300, tol: float = 1e-4) -> float:
     """Purity of a k-means clustering of ``features`` [N, d] against ``labels`` [N].
 

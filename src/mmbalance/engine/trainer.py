@@ -17,6 +17,7 @@ from ..data.batch import Batch
 from ..functional.common import tensor_sum
 from ..models import FeatureRoutes, ModelOutput, build_model
 from ..data.fingerprint import data_fingerprint
+from ..data.fit_checks import check_fit_settings
 from . import bookkeeping, evaluation, run_folder, state
 from .checkpoint import seed_everything
 from .compat import check_plugins
@@ -59,6 +60,7 @@ class Trainer:
         seed_everything(cfg.train.seed)
         self.splits = splits if splits is not None else build_splits(cfg.data)
         self.splits_from_python = splits is not None  # then cfg.data was not used (provenance.dataset_label)
+        check_fit_settings(cfg, self.splits)  # a batch larger than the training split, classes never seen, ...
         #: whether the splits really live on the device (data.resident=true and they fit)
         self.resident = bool(cfg.data.resident) and make_resident(self.splits, self.device)
         train = self.splits.train

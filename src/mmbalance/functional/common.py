@@ -1,13 +1,13 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
 weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms,
 the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average), a gradient-scale
-op (AGM's hooks on the modality contributions, ARL's op after each encoder), and a prediction's confidence as its
-divergence from the uniform distribution."""
+op (AGM's hooks on the modality contributions, ARL's op after each encoder), each modality's share of a fused
+head's logits (OGM-GE's scores), and a prediction's confidence as its divergence from the uniform distribution."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterable, Iterator, Optional, Sequence
+from typing import Callable, Dict, FrozenSet, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,17 @@ def kl_from_uniform(logits: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
     one). Higher means more confident."""
     p = F.softmax(logits.float(), dim=1).clamp(eps, 1.0)
     return (p * torch.log2(p * logits.shape[1])).sum(1)
+
+
+def fusion_shares(modality_logits: Callable[[Dict[str, torch.Tensor]], Dict[str, torch.Tensor]],
+                  features: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Each modality's additive share of the fused logits, detached, in float32: ``modality_logits`` is a
+    fusion head's ``modality_logits`` (concat: ``f_m W_m^T + b / M``; sum: that modality's head), ``features``
+    the encoder features of the paired rows. The shares sum to the fused logits."""
+    with torch.no_grad():
+        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
+        feats = {m: f.detach().float() for m, f in features.items()}
+        return {m: z.float() for m, z in modality_logits(feats).items()}
 
 
 def shapley_weight(size: int, m: int) -> float:
@@ -103,5 +114,6 @@ def scale_grad(x: torch.Tensor, coeff: torch.Tensor) -> torch.Tensor:
     return _ScaleGrad.apply(x, coeff.detach())
 
 
-__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "kl_from_uniform", "scale_grad",
+__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "fusion_shares", "kl_from_uniform",
+           "scale_grad",
            "shapley_weight", "tensor_sum", "true_class_probability"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, FrozenSet, List, Optional, TYPE_CHECKING
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +70,8 @@ def discrepancy(scores: torch.Tensor) -> torch.Tensor:
     return torch.exp(m / (m - 1) * (scores.mean(-1, keepdim=True) - scores))
 
 
-def agm_coefficients(scores: torch.Tensor, running: torch.Tensor, alpha: float, clip: Optional[float] = 10.0):
+def agm_coefficients(scores: torch.Tensor, running: torch.Tensor, alpha: float,
+                     clip: Optional[float] = 10.0) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return ``(ratio, target, coeff)`` with ``coeff = exp(alpha * min(target - ratio, clip))`` [CODE]."""
     ratio = discrepancy(scores)
     target = discrepancy(running)
@@ -84,6 +85,17 @@ def update_running(running: torch.Tensor, scores: torch.Tensor, t: int) -> torch
     """Cumulative mean over all steps so far, ``s_hat_t = s_hat_{t-1} (t-1)/t + s_t / t`` (t is 1-based and
     counts across epochs) [CODE]."""
     return running * ((t - 1) / t) + scores.detach() / t
+
+
+def coalition_values(fusion: Callable[[Dict[str, torch.Tensor]], torch.Tensor], features: Dict[str, torch.Tensor],
+                     fills: Dict[str, torch.Tensor], modalities: List[str],
+                     full_value: torch.Tensor) -> Dict[FrozenSet[str], torch.Tensor]:
+    """``v(S)`` for every coalition S of ``modalities``: the fused head on the features of the modalities in S
+    and the ``fills`` (the padded inputs' features [CODE: the encoder on an all-zero input]) for the others;
+    ``v(all)`` is ``full_value``, the ordinary fused output (computed once by the forward)."""
+    full = frozenset(modalities)
+    return {s: full_value if s == full else fusion({m: features[m] if m in s else fills[m] for m in modalities})
+            for s in coalitions(modalities)}
 
 
 # =============================================================================== the plug-in
@@ -184,15 +196,9 @@ class AGM(Plugin):
         if not grad:
             feats = {m: f.detach() for m, f in feats.items()}
         fills = self._fills(trainer, batch, feats)
-        full = frozenset(self._mods)
-        vals = {}
         with torch.set_grad_enabled(grad and torch.is_grad_enabled()), trainer.autocast():
-            for s in coalitions(self._mods):
-                if s == full:
-                    vals[s] = out.fused if grad else out.fused.detach()
-                else:
-                    vals[s] = trainer.model.fusion({m: feats[m] if m in s else fills[m] for m in self._mods})
-        return vals
+            return coalition_values(trainer.model.fusion, feats, fills, self._mods,
+                                    out.fused if grad else out.fused.detach())
 
     # ------------------------------------------------------------------ events
     def compute_loss(self, trainer: Trainer, batch: Batch, out: ModelOutput, losses: Losses) -> None:
@@ -255,5 +261,5 @@ class AGM(Plugin):
         self.running = None if r is None else r.detach().clone()
 
 
-__all__ = ["AGM", "contributions", "agm_coefficients", "discrepancy", "update_running", "contribution_scores",
-           "scale_grad"]
+__all__ = ["AGM", "contributions", "agm_coefficients", "coalition_values", "discrepancy", "update_running",
+           "contribution_scores", "scale_grad"]

@@ -13,7 +13,7 @@ not among the references here), [PAPER] the paper as BalanceBenchmark and the sp
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional
+from typing import TYPE_CHECKING, Collection, Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +60,7 @@ def removal_order(modalities: List[str], seed: int, epoch: int) -> List[str]:
     return [modalities[i] for i in perm.tolist()]
 
 
-def zeroed(features: Dict[str, torch.Tensor], removed) -> Dict[str, torch.Tensor]:
+def zeroed(features: Dict[str, torch.Tensor], removed: Collection[str]) -> Dict[str, torch.Tensor]:
     """The features with the ``removed`` modalities zeroed (for a concat head exactly BB's ``out - share_m +
     b/M``: the removed modality's feature contribution leaves, the whole bias stays)."""
     return {m: torch.zeros_like(f) if m in removed else f for m, f in features.items()}

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 import torch
 
 from ..engine.plugin import Plugin
+from ..functional.common import fusion_shares as shares_of_head
 from ..functional.common import true_class_probability
 
 if TYPE_CHECKING:
@@ -68,10 +69,7 @@ def fusion_shares(trainer: "Trainer", feats: Dict[str, torch.Tensor], grad: bool
     if grad:
         with trainer.autocast():
             return {m: z.float() for m, z in shares(feats).items()}
-    with torch.no_grad():
-        # float32 like the head's weights: under bf16 autocast the features arrive in bf16
-        detached = {m: f.detach().float() for m, f in feats.items()}
-        return {m: z.float() for m, z in shares(detached).items()}
+    return shares_of_head(shares, feats)
 
 
 def true_class_scores(trainer: "Trainer", logits: Dict[str, torch.Tensor], modalities: List[str],

@@ -44,6 +44,22 @@ def reinit_strength(gap: float, lambda_: float) -> float:
     return math.tanh(float(lambda_) * float(gap))
 
 
+def purity_gap(train_features: torch.Tensor, train_labels: torch.Tensor, val_features: torch.Tensor,
+               val_labels: torch.Tensor, num_classes: int, lambda_: float, n_init: int = 10, seed: int = 0,
+               scale: bool = True, backend: str = "auto", max_iter: int = 300) -> Dict[str, float]:
+    """The diagnosis of one modality [PAPER]: k-means purity (k = ``num_classes``) of its encoder features on
+    the training set and on the held-out set, their gap ``g = |P_train - P_val|`` and the re-initialisation
+    strength ``alpha = tanh(lambda * g)``. Returns ``{purity_train, purity_val, gap, alpha}``.
+
+    k-means as in :func:`~mmbalance.diagnostics.purity.clustering_purity` (``scale``: min-max to [-1, 1] per
+    set first [CODE]; ``backend``: torch on the features' device, scikit-learn, or auto)."""
+    p = [clustering_purity(f, y, k=num_classes, n_init=n_init, seed=seed, scale=scale, backend=backend,
+                           max_iter=max_iter)
+         for f, y in ((train_features, train_labels), (val_features, val_labels))]
+    gap = abs(p[0] - p[1])
+    return {"purity_train": p[0], "purity_val": p[1], "gap": gap, "alpha": reinit_strength(gap, lambda_)}
+
+
 def encoder_init_params(initial_state: Dict[str, torch.Tensor], encoder: nn.Module,
                         modality: str) -> Dict[str, torch.Tensor]:
     """The initial value of every *parameter* of ``encoder`` (no buffers), from a full-model state dict
@@ -221,12 +237,10 @@ class DiagnoseRelearn(Plugin):
         dev = trainer.device if backend == "torch" else torch.device("cpu")
         stats = {}
         for m in mods:
-            p = [clustering_purity(f[m].to(dev), y, k=trainer.num_classes, n_init=self.n_init, seed=self.kmeans_seed,
-                                   scale=self.scale, backend=backend, max_iter=self.kmeans_max_iter)
-                 for f, y in ((tr, y_tr), (va, y_va))]
-            gap = abs(p[0] - p[1])
-            alpha = reinit_strength(gap, self.lambda_) if self.fixed_alpha is None else self.fixed_alpha
-            stats[m] = {"purity_train": p[0], "purity_val": p[1], "gap": gap, "alpha": alpha}
+            stats[m] = purity_gap(tr[m].to(dev), y_tr, va[m].to(dev), y_va, trainer.num_classes, self.lambda_,
+                                  self.n_init, self.kmeans_seed, self.scale, backend, self.kmeans_max_iter)
+            if self.fixed_alpha is not None:
+                stats[m]["alpha"] = self.fixed_alpha
         return stats, va
 
     def relearn(self, trainer, alphas: Dict[str, float]) -> None:
@@ -289,4 +303,5 @@ def _snapshot_epoch(key: str) -> int:
         return -1
 
 
-__all__ = ["DiagnoseRelearn", "reinit_strength", "soft_reinit_", "encoder_init_params", "EMBEDDINGS_FILE"]
+__all__ = ["DiagnoseRelearn", "purity_gap", "reinit_strength", "soft_reinit_", "encoder_init_params",
+           "EMBEDDINGS_FILE"]

@@ -15,7 +15,7 @@ BalanceBenchmark, [RECON] our choice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, TYPE_CHECKING, Tuple
+from typing import List, Optional, Sequence, TYPE_CHECKING, Tuple
 
 import torch
 
@@ -44,7 +44,7 @@ def min_norm_weight(v11: torch.Tensor, v12: torch.Tensor, v22: torch.Tensor) -> 
     return torch.where(v12 >= v11, torch.full_like(w, 0.999), w)
 
 
-def pareto_weights(g_mm: torch.Tensor, g_uni: torch.Tensor):
+def pareto_weights(g_mm: torch.Tensor, g_uni: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(cos, k_mm, k_uni)`` for two flattened gradients: ``(0.5, 0.5)`` if ``cos > 0``, else MGDA [CODE]."""
     v11, v12, v22 = g_mm @ g_mm, g_mm @ g_uni, g_uni @ g_uni
     cos = v12 / (v11.sqrt() * v22.sqrt()).clamp_min(1e-8)
@@ -53,13 +53,28 @@ def pareto_weights(g_mm: torch.Tensor, g_uni: torch.Tensor):
     return cos, k_mm, 1.0 - k_mm
 
 
-def combine(g_mm: torch.Tensor, g_uni: torch.Tensor, g_sum: torch.Tensor, k_mm, k_uni, gamma: float) -> torch.Tensor:
+def combine(g_mm: torch.Tensor, g_uni: torch.Tensor, g_sum: torch.Tensor, k_mm: torch.Tensor, k_uni: torch.Tensor,
+            gamma: float) -> torch.Tensor:
     """One tensor's new gradient: ``new = 2 (k_mm g_mm + k_uni g_uni)``, scaled up to ``||g_sum||`` if it is
     shorter, times ``gamma`` [CODE]. With ``k = (0.5, 0.5)`` and ``g_sum = g_mm + g_uni`` this is
     ``gamma * g_sum``."""
     new = 2 * (k_mm * g_mm + k_uni * g_uni)
     ratio = torch.linalg.vector_norm(g_sum) / torch.linalg.vector_norm(new).clamp_min(1e-30)
     return gamma * torch.where(ratio > 1, ratio, torch.ones_like(ratio)) * new
+
+
+def pareto_rewrite_(params: Sequence[torch.nn.Parameter], g_mm: Sequence[torch.Tensor], g_uni: Sequence[torch.Tensor],
+                    gamma: float) -> Tuple[torch.Tensor, torch.Tensor]:
+    """In place, for one encoder: every parameter's gradient becomes :func:`combine` of its multimodal and
+    unimodal gradients (``g_mm[i]``, ``g_uni[i]``), with the weights of :func:`pareto_weights` from the cosine of
+    the *whole encoder's* flattened gradients [CODE]; the plain summed gradient is ``p.grad`` (after the ordinary
+    backward) or ``g_mm + g_uni``. Returns ``(cos, k_uni)``."""
+    cos, k_mm, k_uni = pareto_weights(torch.cat([g.reshape(-1).float() for g in g_mm]),
+                                      torch.cat([g.reshape(-1).float() for g in g_uni]))
+    for p, a, b in zip(params, g_mm, g_uni):
+        g_sum = p.grad if p.grad is not None else a + b
+        p.grad = combine(a, b, g_sum, k_mm.to(a.dtype), k_uni.to(a.dtype), gamma).to(p.dtype)
+    return cos, k_uni
 
 
 # =============================================================================== the plug-in
@@ -147,15 +162,11 @@ class MMPareto(Plugin):
             ps = self._params[m]
             gm, gu = g_mm[i:i + len(ps)], g_uni[i:i + len(ps)]
             i += len(ps)
-            cos, k_mm, k_uni = pareto_weights(torch.cat([g.reshape(-1).float() for g in gm]),
-                                              torch.cat([g.reshape(-1).float() for g in gu]))
-            for p, a, b in zip(ps, gm, gu):
-                g_sum = p.grad if p.grad is not None else a + b
-                p.grad = combine(a, b, g_sum, k_mm.to(a.dtype), k_uni.to(a.dtype), self.gamma).to(p.dtype)
+            cos, k_uni = pareto_rewrite_(ps, gm, gu, self.gamma)
             self.log_step(f"{m}/cos", cos)
             self.log_mean(f"{m}/cos", cos)
             self.log_mean(f"{m}/conflict", (cos <= 0).float())
             self.log_mean(f"{m}/k_uni", k_uni)
 
 
-__all__ = ["MMPareto", "min_norm_weight", "pareto_weights", "combine"]
+__all__ = ["MMPareto", "min_norm_weight", "pareto_weights", "combine", "pareto_rewrite_"]

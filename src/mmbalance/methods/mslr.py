@@ -42,7 +42,7 @@ def dynamic_ratio(acc: float, memory: List[float]) -> float:
     return acc / mean if mean > 0 else 1.0
 
 
-def param_groups(model, base_lr: float, ratios: Dict[str, float]) -> List[Dict[str, Any]]:
+def param_groups(model: MultimodalNet, base_lr: float, ratios: Dict[str, float]) -> List[Dict[str, Any]]:
     """One group per modality (encoder + head, ``lr = base_lr * r_m``), then one group with everything
     else (fusion head, anything a plug-in added) at ``base_lr``. Each group carries its ``modality``."""
     groups: List[Dict[str, Any]] = []

@@ -15,7 +15,7 @@ re-implementation (``OGM_trainer.py``), [RECON] our choice where neither says.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional, TYPE_CHECKING
+from typing import Dict, List, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ from ..engine.plugin import Plugin, Record
 from ..functional.common import discrepancy_ratio, true_class_probability
 from ..registry import METHODS
 from .common import PARAM_SETS, check_window, encoder_modalities, in_window, modality_shares, require_score_source, \
-    select_params, true_class_scores
+    select_params
 
 if TYPE_CHECKING:
     from ..data.batch import Batch
@@ -39,10 +39,17 @@ def true_class_score(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return true_class_probability(logits, y).sum()
 
 
+def ogm_scores(logits: Dict[str, torch.Tensor], y: torch.Tensor, modalities: Sequence[str]) -> torch.Tensor:
+    """``s_m = sum_i softmax(z^m_i)[y_i]`` for every modality (``[M]``, in ``modalities`` order) from each
+    modality's logits on the paired rows: its share of the fused head (:func:`~mmbalance.functional.common.\
+fusion_shares`) [CODE] or its own head."""
+    return torch.stack([true_class_score(logits[m], y) for m in modalities])
+
+
 COEFF_FORMS = ("paper", "shifted")
 
 
-def ogm_coefficients(scores: torch.Tensor, alpha: float, form: str = "paper"):
+def ogm_coefficients(scores: torch.Tensor, alpha: float, form: str = "paper") -> Tuple[torch.Tensor, torch.Tensor]:
     """Return ``(rho, k)``: the discrepancy ratios and the gradient coefficients.
 
     ``k_j = 1 - tanh(alpha * relu(rho_j))`` if ``rho_j > 1`` else 1 [PAPER Eq. 10, CODE]. Note the jump at
@@ -146,7 +153,7 @@ class OGMGE(Plugin):
             logits = modality_shares(trainer, out)
         else:
             logits = {m: z.detach().float() for m, z in out.paired_logits().items()}
-        return true_class_scores(trainer, logits, self._mods, batch.paired_labels())
+        return trainer.all_reduce(ogm_scores(logits, batch.paired_labels(), self._mods), "sum")
 
     def after_backward(self, trainer: Trainer, batch: Batch, out: Optional[ModelOutput]) -> None:
         if out is None or out.n_pair == 0:
@@ -167,4 +174,4 @@ class OGMGE(Plugin):
         self.log("active", 1.0 if in_window(epoch, self.modulation_starts, self.modulation_ends) else 0.0)
 
 
-__all__ = ["OGMGE", "ogm_boost_coefficients", "ogm_coefficients", "true_class_score", "modulate_"]
+__all__ = ["OGMGE", "ogm_boost_coefficients", "ogm_coefficients", "ogm_scores", "true_class_score", "modulate_"]

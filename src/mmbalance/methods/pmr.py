@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, TYPE_CHECKING
+from typing import Any, Dict, List, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +45,7 @@ def prototype_logits(features: torch.Tensor, prototypes: torch.Tensor) -> torch.
     return -torch.cdist(features.float(), prototypes.float().to(features.device))
 
 
-def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int):
+def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-class mean feature ``[C, d]`` and per-class counts ``[C]`` (empty classes: zero row)."""
     f = features.float()
     sums = torch.zeros(num_classes, f.shape[1], dtype=f.dtype, device=f.device).index_add_(0, labels, f)
@@ -69,7 +69,7 @@ def prototype_scores(logits: Dict[str, torch.Tensor], y: torch.Tensor, mods: Lis
     return torch.stack([true_class_probability(logits[m].detach(), y).sum() for m in mods])
 
 
-def pmr_coefficients(scores: torch.Tensor, alpha: float, rule: str = "step"):
+def pmr_coefficients(scores: torch.Tensor, alpha: float, rule: str = "step") -> Tuple[torch.Tensor, torch.Tensor]:
     """Return ``(rho, beta)``: ratios ``rho_j = s_j / mean_{k != j} s_k`` and the PCE weight of each modality.
 
     Only modalities with ``rho_j < 1`` (lagging) get a weight: ``alpha`` (``rule="step"``, the release and
@@ -90,6 +90,19 @@ def prototype_entropy(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the prototype distribution, summed over the batch (as BB's PER term)."""
     logp = F.log_softmax(logits, dim=1)
     return -(logp.exp() * logp).sum()
+
+
+def entropy_regulariser(rho: torch.Tensor, beta: torch.Tensor, logits: Sequence[torch.Tensor],
+                        weight: float) -> torch.Tensor:
+    """PER [BB PMR_PER]: ``-weight * beta_weak * sum_{j: rho_j > 1} H(d^j)``, the prototype entropy of every
+    dominant modality, weighted by the mean PCE weight of the lagging ones (``beta_weak``); ``logits[j]`` are
+    modality j's prototype logits (in the order of ``rho`` and ``beta``). Minimising it raises the dominant
+    modalities' prototype entropy."""
+    weak = (rho < 1).float()
+    beta_weak = beta.sum() / weak.sum().clamp_min(1.0)
+    dominant = (rho > 1).float()
+    ent = torch.stack([prototype_entropy(z) for z in logits])
+    return -weight * beta_weak * (dominant * ent).sum()
 
 
 # =============================================================================== the plug-in
@@ -189,11 +202,8 @@ class PMR(Plugin):
             for i, m in enumerate(self._mods):
                 losses[f"pmr_{m}"] = beta[i] * F.cross_entropy(sims[m], batch.labels(m))
             if self.entropy_weight > 0 and epoch <= self.modulation_starts + self.entropy_epochs:
-                weak = (rho < 1).float()
-                beta_weak = beta.sum() / weak.sum().clamp_min(1.0)
-                dominant = (rho > 1).float()
-                ent = torch.stack([prototype_entropy(sims[m]) for m in self._mods])
-                losses["pmr_entropy"] = -self.entropy_weight * beta_weak * (dominant * ent).sum()
+                losses["pmr_entropy"] = entropy_regulariser(rho, beta, [sims[m] for m in self._mods],
+                                                           self.entropy_weight)
         with torch.no_grad():
             for i, m in enumerate(self._mods):
                 acc = (sims[m].argmax(1) == batch.labels(m)).float().mean()
@@ -212,4 +222,4 @@ class PMR(Plugin):
 
 
 __all__ = ["PMR", "prototype_logits", "class_means", "update_prototypes", "prototype_scores", "pmr_coefficients",
-           "prototype_entropy"]
+           "prototype_entropy", "entropy_regulariser"]

@@ -38,7 +38,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, TYPE_CHECKING
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -78,8 +78,8 @@ def shapley_from_correct(correct: Dict[frozenset, torch.Tensor], modalities: Seq
     return phi.float()
 
 
-def fused_correct_by_subset(fusion, feats: Dict[str, torch.Tensor], y: torch.Tensor,
-                            modalities: Sequence[str]) -> Dict[frozenset, torch.Tensor]:
+def fused_correct_by_subset(fusion: Callable[[Dict[str, torch.Tensor]], torch.Tensor], feats: Dict[str, torch.Tensor],
+                            y: torch.Tensor, modalities: Sequence[str]) -> Dict[frozenset, torch.Tensor]:
     """``{S: fused prediction correct with the features outside S zeroed}`` for every non-empty S."""
     mods = list(modalities)
     res = {}
@@ -90,7 +90,8 @@ def fused_correct_by_subset(fusion, feats: Dict[str, torch.Tensor], y: torch.Ten
     return res
 
 
-def sample_copies(phi: torch.Tensor, bins=((0.4, 0.9, 1), (-0.1, 0.4, 2), (-math.inf, -0.1, 3))) -> torch.Tensor:
+def sample_copies(phi: torch.Tensor, bins: Sequence[Tuple[float, float, int]] = ((0.4, 0.9, 1), (-0.1, 0.4, 2),
+                                                                                (-math.inf, -0.1, 3))) -> torch.Tensor:
     """Extra copies per sample and modality from its contribution: ``k`` where ``lo < φ < hi`` (strict, as the
     code's comparisons), 0 elsewhere."""
     out = torch.zeros(phi.shape, dtype=torch.long)
@@ -99,7 +100,7 @@ def sample_copies(phi: torch.Tensor, bins=((0.4, 0.9, 1), (-0.1, 0.4, 2), (-math
     return out
 
 
-def modality_resample(contrib: Sequence[float], n: int, alpha: float = 1.0, func: str = "linear"):
+def modality_resample(contrib: Sequence[float], n: int, alpha: float = 1.0, func: str = "linear") -> Tuple[int, int]:
     """``(number of extra copies, index of the modality to enhance)`` of the modality-level method."""
     gaps = [1.0 - float(c) for c in contrib]
     spread = (max(gaps) - min(gaps)) * 2.0 / 3.0
@@ -112,6 +113,19 @@ def modality_resample(contrib: Sequence[float], n: int, alpha: float = 1.0, func
     else:
         raise ValueError(f"smv: func must be linear, tanh or square, got {func!r}")
     return int(d * n), int(np.argmax(gaps))
+
+
+def mixture_loss(fused: torch.Tensor, y: torch.Tensor, counts: torch.Tensor,
+                 enhanced: Dict[int, torch.Tensor]) -> torch.Tensor:
+    """Batch mean of ``(1/T_i) CE(fused_i) + sum_j (c_ij/T_i) CE(only_j_i)``, ``T_i = 1 + sum_j c_ij``: sample i's
+    share of its epoch objective (one plain copy plus ``c_ij`` copies that keep only modality j) [CODE, spread
+    evenly over its occurrences]. ``counts``: ``[n, M]`` extra copies; ``enhanced[j]``: the fused head's logits
+    with every modality but j zeroed (only for the j that have copies)."""
+    total = 1.0 + counts.sum(1)
+    per = F.cross_entropy(fused.float(), y, reduction="none") / total
+    for j, z in enhanced.items():
+        per = per + counts[:, j] / total * F.cross_entropy(z.float(), y, reduction="none")
+    return per.mean()
 
 
 class ResampledOrder(EpochOrder):
@@ -234,17 +248,13 @@ class SMV(Plugin):
             return
         y = batch.paired_labels()
         c = self._counts_dev[batch.paired_index()]
-        total = 1.0 + c.sum(1)
-        per = F.cross_entropy(out.fused.float(), y, reduction="none") / total
         feats = out.paired_features()
         fusion = trainer.model.fusion
         assert fusion is not None  # configure_model refuses a model without one
         with trainer.autocast():
-            for j in self._active:
-                m = self.modalities[j]
-                z = fusion({k: f if k == m else torch.zeros_like(f) for k, f in feats.items()})
-                per = per + c[:, j] / total * F.cross_entropy(z.float(), y, reduction="none")
-        losses["fused"] = trainer.fused_loss_weight * per.mean()
+            only = {j: fusion({k: f if k == self.modalities[j] else torch.zeros_like(f) for k, f in feats.items()})
+                    for j in self._active}
+        losses["fused"] = trainer.fused_loss_weight * mixture_loss(out.fused, y, c, only)
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> Dict[str, Any]:

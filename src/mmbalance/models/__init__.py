@@ -1,5 +1,5 @@
 """Models: encoders and fusions (registered) and the MultimodalNet that combines them."""
-from . import encoders, fusion  # noqa: F401  (register)
+from . import encoders, fusion, temporal  # noqa: F401  (register)
 from .net import FeatureRoutes, ModelOutput, MultimodalNet, build_model
 
 __all__ = ["FeatureRoutes", "ModelOutput", "MultimodalNet", "build_model"]

@@ -5,6 +5,7 @@ Factories take ``(input_shape, feature_dim, **kwargs)``; ``input_shape`` exclude
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -139,21 +140,37 @@ class ResNet18Encoder(nn.Module):
         return f.reshape(-1, t, f.shape[-1]).mean(1)
 
 
+TRANSFORMER_LAYOUTS = ("auto", "time_first", "channels_first")
+
+
 class TransformerEncoder(nn.Module):
     """Linear projection + learned positions + Transformer encoder layers + mean pooling over time.
 
     Input ``[B, L, D]`` (a sequence of feature vectors, e.g. MOSI), ``[B, D]`` (one token), or
-    ``[B, C, H, W]`` (treated as W time steps of C*H features, e.g. a spectrogram).
+    ``[B, C, H, W]`` (treated as W time steps of C*H features, e.g. a spectrogram). A two-axis sample is read as
+    ``[time, features]`` (``layout="time_first"``); ``layout="channels_first"`` reads ``[channels, time]`` (a
+    multichannel time series: T steps of C features). With ``layout="auto"`` (default) a sample that looks like
+    ``[channels, time]`` (at most 16 rows, at least 4 times as many columns) is read time first *with a warning*,
+    so that channels are never silently taken for time steps.
     """
 
     def __init__(self, input_shape: Sequence[int], feature_dim: int = 64, layers: int = 2, heads: int = 4,
-                 max_len: int = 512, dropout: float = 0.1):
+                 max_len: int = 512, dropout: float = 0.1, layout: str = "auto"):
         super().__init__()
         shape = tuple(input_shape)
+        if layout not in TRANSFORMER_LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(TRANSFORMER_LAYOUTS)}, got {layout!r}")
+        self.channels_first = layout == "channels_first" and len(shape) == 2
         if len(shape) == 1:
             d_in = shape[0]
         elif len(shape) == 2:
-            d_in = shape[1]
+            if layout == "auto" and shape[0] <= 16 and shape[1] >= 4 * shape[0]:
+                warnings.warn(f"transformer encoder: a sample of shape {list(shape)} is read as {shape[0]} time steps "
+                              f"of {shape[1]} features; if its first axis holds channels ([channels, time]: sensor "
+                              f"axes, EEG leads) set model.encoder_args.layout=channels_first or use the temporal "
+                              f"encoder (layout=time_first keeps this reading and silences this warning)",
+                              stacklevel=2)
+            d_in = shape[0] if self.channels_first else shape[1]
         elif len(shape) == 3:
             d_in = shape[0] * shape[1]
         else:
@@ -171,6 +188,8 @@ class TransformerEncoder(nn.Module):
     def forward(self, x):
         if x.dim() == 2:
             x = x.unsqueeze(1)
+        elif x.dim() == 3 and self.channels_first:
+            x = x.transpose(1, 2)  # [B, C, T] -> T tokens of C features
         elif x.dim() == 4:
             b, c, h, w = x.shape
             x = x.permute(0, 3, 1, 2).reshape(b, w, c * h)

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
-from ..registry import ENCODERS, FUSIONS
+from ..registry import FUSIONS
+from .custom import check_encoder, encoder_name, is_custom, load_initial_weights, resolve_encoder
 
 
 @dataclass
@@ -94,13 +95,16 @@ class MultimodalNet(nn.Module):
 
 
 def build_model(cfg: ModelConfig, input_shapes: Dict[str, tuple], num_classes: int) -> MultimodalNet:
-    """Build encoders per modality from the registry, the fusion head and per-modality heads."""
+    """Build encoders per modality (registered, or your own: :mod:`.custom`), the fusion head and per-modality
+    heads; then load ``model.init_from`` if set."""
     encoders = {}
     for m, shape in input_shapes.items():
-        name = cfg.encoder.get(m, "mlp") if isinstance(cfg.encoder, dict) else cfg.encoder
+        name = encoder_name(cfg.encoder, m)
         args = cfg.encoder_args.get(m, {}) if _per_modality(cfg.encoder_args, input_shapes) else cfg.encoder_args
         try:
-            encoders[m] = ENCODERS.get(name)(shape, cfg.feature_dim, **args)
+            encoders[m] = resolve_encoder(name)(shape, cfg.feature_dim, **args)
+            if is_custom(name):
+                check_encoder(encoders[m], shape)
         except TypeError as e:
             raise ValueError(f"encoder {name!r} for modality {m!r}: bad encoder_args {args}: {e}") from None
         except ValueError as e:  # the encoder refuses this input shape: name the modality too
@@ -112,7 +116,10 @@ def build_model(cfg: ModelConfig, input_shapes: Dict[str, tuple], num_classes: i
                                              **cfg.fusion_args)
         except TypeError as e:
             raise ValueError(f"fusion {cfg.fusion!r}: bad fusion_args {cfg.fusion_args}: {e}") from None
-    return MultimodalNet(encoders, num_classes, fusion)
+    model = MultimodalNet(encoders, num_classes, fusion)
+    if cfg.init_from:
+        load_initial_weights(model, cfg.init_from)
+    return model
 
 
 def _per_modality(args: dict, shapes: dict) -> bool:

@@ -21,7 +21,7 @@ Host synchronisation: the sizes of step t+1 must be Python integers when the bat
 plug-in reads its (device) scores back to the host once per *decision* (``update_every`` steps; 1 by
 default). Scores are otherwise updated and logged as device tensors (no ``.item()`` per step).
 """
-from .allocation import allocate_sizes, discrepancy, heuristic_sizes, imbalance, update_running_score
+from .allocation import allocate_sizes, discrepancy, heuristic_sizes, imbalance, modality_scores, update_running_score
 from .base import DUSBase
 from .batcher import DUSBatcher
 from .heuristic import DUSHeuristic
@@ -29,5 +29,5 @@ from .policy import FactorisedPolicy, Reinforce, discounted_returns
 from .rl import DEFAULT_ACTIONS, DUSRL
 
 __all__ = ["DEFAULT_ACTIONS", "DUSBase", "DUSBatcher", "DUSHeuristic", "DUSRL", "FactorisedPolicy", "Reinforce",
-           "allocate_sizes", "discounted_returns", "discrepancy", "heuristic_sizes", "imbalance",
+           "allocate_sizes", "discounted_returns", "discrepancy", "heuristic_sizes", "imbalance", "modality_scores",
            "update_running_score"]

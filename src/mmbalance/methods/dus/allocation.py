@@ -1,13 +1,20 @@
-"""DUS's pure math: the cumulative modality score, the discrepancy, and turning wished batch sizes into
-integer per-modality sizes within bounds and a budget (tested on hand-computed cases)."""
+"""DUS's pure math: the per-step modality scores and their cumulative mean, the discrepancy, and turning wished
+batch sizes into integer per-modality sizes within bounds and a budget (tested on hand-computed cases)."""
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from ...functional.common import discrepancy_ratio
+from ...functional.common import discrepancy_ratio, true_class_probability
+
+
+def modality_scores(logits: Dict[str, torch.Tensor], labels: Dict[str, torch.Tensor],
+                    modalities: Sequence[str]) -> torch.Tensor:
+    """``s_t^(j) = mean_i y_i^T p_i^(j)`` [SEC]: the mean softmax probability of the true class under each
+    modality's own head on that modality's own rows (``[M]``, in ``modalities`` order)."""
+    return torch.stack([true_class_probability(logits[m], labels[m]).mean() for m in modalities])
 
 
 def update_running_score(s_hat: Optional[torch.Tensor], s: torch.Tensor, t: int,

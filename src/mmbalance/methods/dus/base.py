@@ -11,7 +11,7 @@ import torch
 from ...engine.options import option
 from ...engine.plugin import Plugin, Record
 from ...functional.common import true_class_probability
-from .allocation import allocate_sizes, discrepancy, heuristic_sizes, update_running_score
+from .allocation import allocate_sizes, discrepancy, heuristic_sizes, modality_scores, update_running_score
 from .batcher import DUSBatcher
 
 if TYPE_CHECKING:
@@ -113,7 +113,7 @@ class DUSBase(Plugin):
         fused = (out.fused if out.fused is not None else sum(out.logits[m][: out.n_pair] for m in self.modalities)) \
             if out.n_pair > 0 else None
         if trainer.world_size == 1:
-            s = torch.stack([true_class_probability(out.logits[m], batch.labels(m)).mean() for m in self.modalities])
+            s = modality_scores(out.logits, {m: batch.labels(m) for m in self.modalities}, self.modalities)
             mm = true_class_probability(fused, batch.paired_labels()).mean() if fused is not None else \
                 torch.zeros((), device=dev)
             return s, mm
