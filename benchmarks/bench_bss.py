@@ -70,7 +70,7 @@ def run_variant(cfg: Config, splits, method: str, extra):
 
 
 def cremad_setup(args, dev):
-    from run_benchmarks import base_cfg, load_splits, make_on_disk  # the shared CREMA-D-shaped stand-in
+    from bench_data import base_cfg, load_splits, make_on_disk  # the shared CREMA-D-shaped stand-in
 
     size = args.size or (224 if dev.type == "cuda" else 32)
     spec = (257, 188) if dev.type == "cuda" else (64, 48)

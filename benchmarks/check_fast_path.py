@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from mmbalance import Config, Trainer  # noqa: E402
 from mmbalance.data import build_splits  # noqa: E402
 from mmbalance.data.papers.cremad import CLASSES as EMOTIONS  # noqa: E402  (cremad class order, ids 0-5)
-from run_benchmarks import prepare_cremad  # noqa: E402  (one prepare call for both benchmarks)
+from bench_data import prepare_cremad  # noqa: E402  (one prepare call for both benchmarks)
 
 #: class colours (RGB offsets around mid-grey) and tones (Hz, and the rate in Hz at which the tone pulses)
 COLOURS = np.array([[1, -1, -1], [-1, 1, -1], [-1, -1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]], dtype=np.float64)

@@ -104,6 +104,14 @@ class BatchImageAugment:
                  ratio: Tuple[float, float] = (3 / 4, 4 / 3), mean: Optional[Sequence[float]] = IMAGENET_MEAN, std: Optional[Sequence[float]] = IMAGENET_STD):
         self.size, self.scale, self.flip_p, self.ratio = int(size), scale, flip_p, ratio
         self.mean, self.std = mean, std
+        self._norm: dict = {}  # device -> (mean, std) tensors: made once, not copied to the GPU every batch
+
+    def _normalisation(self, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+        # a tensor built from Python numbers on a GPU is a blocking host-to-device copy (a host sync) per batch
+        if device not in self._norm:
+            self._norm[device] = (torch.tensor(self.mean, device=device).view(1, -1, 1, 1),
+                                  torch.tensor(self.std, device=device).view(1, -1, 1, 1))
+        return self._norm[device]
 
     def __call__(self, x: torch.Tensor, train: bool, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         frames = x.dim() == 5
@@ -126,8 +134,7 @@ class BatchImageAugment:
         elif (h, w) != (self.size, self.size):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
         if self.mean is not None:
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+            mean, std = self._normalisation(x.device)
             x = (x - mean[:, :c]) / std[:, :c]
         if frames:
             x = x.reshape(b, t, *x.shape[1:])

@@ -197,12 +197,11 @@ class BatchDataset(Dataset):
 
     def __getitems__(self, batch) -> Batch:
         dev = getattr(self.source.labels, "device", None)
-        idx = torch.as_tensor(list(batch), dtype=torch.long, device=dev)
+        idx = index_tensor(list(batch), dev)
         y = self.source.labels.index_select(0, idx)
         per_modality = getattr(batch, "per_modality", None)
         if per_modality:  # independent: each modality loads its own index list
-            subs = {m: torch.as_tensor(per_modality.get(m, list(batch)), dtype=torch.long, device=dev)
-                    for m in self.modalities}
+            subs = {m: index_tensor(per_modality.get(m, list(batch)), dev) for m in self.modalities}
             out = Batch({m: self._load(sub, m) for m, sub in subs.items()}, y, idx,
                         {m: len(sub) for m, sub in subs.items()},
                         y_mod={m: self.source.labels.index_select(0, sub) for m, sub in subs.items()},
@@ -231,6 +230,18 @@ class BatchDataset(Dataset):
         if hasattr(self.source, "load"):
             return torch.stack([self.source.load(int(i), m) for i in sub])
         return torch.stack([self.source[int(i)]["inputs"][m] for i in sub])
+
+
+def index_tensor(indices: Sequence[int], device: Optional[torch.device]) -> torch.Tensor:
+    """Dataset indices as a LongTensor on ``device`` (that of resident data). To a GPU through pinned memory
+    without blocking: ``torch.as_tensor(..., device="cuda")`` is a blocking copy, which waits for every queued
+    kernel, i.e. a host sync per batch that keeps the host from preparing the next step while this one runs."""
+    idx = torch.as_tensor(indices, dtype=torch.long)
+    if device is None or device.type == "cpu":
+        return idx
+    if device.type == "cuda":
+        return idx.pin_memory().to(device, non_blocking=True)
+    return idx.to(device)
 
 
 def passthrough_collate(batch):

@@ -84,6 +84,18 @@ class Batch:
         keep = list(modalities)
         return replace(self, inputs={m: x for m, x in self.inputs.items() if m in keep})
 
+    def pin_memory(self) -> "Batch":
+        """A copy in pinned host memory (the DataLoader calls this with ``pin_memory=True``; without it a
+        ``Batch`` would pass through unpinned and its non-blocking copies to the GPU would not overlap)."""
+        def pin(t: Optional[Tensor]) -> Optional[Tensor]:
+            return None if t is None else t.pin_memory()
+
+        return replace(self, inputs={m: pin(x) for m, x in self.inputs.items()}, y=self.y.pin_memory(),
+                       index=self.index.pin_memory(),
+                       y_mod=None if self.y_mod is None else {m: v.pin_memory() for m, v in self.y_mod.items()},
+                       index_mod=None if self.index_mod is None else {m: v.pin_memory()
+                                                                       for m, v in self.index_mod.items()})
+
     def to(self, device: torch.device, non_blocking: bool = False) -> "Batch":
         """A copy with every tensor on ``device`` (inputs untouched: the trainer moves and transforms them)."""
         def mv(t: Tensor) -> Tensor:

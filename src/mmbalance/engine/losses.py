@@ -23,18 +23,23 @@ def cross_entropy(logits: torch.Tensor, y: torch.Tensor, world_size: int = 1,
     return F.cross_entropy(logits.float(), y, reduction="sum") * (world_size / max(global_count, 1))
 
 
+def _weighted(weight: float, loss: torch.Tensor) -> torch.Tensor:
+    # a weight of 1 (the default) is an exact identity: skip the extra kernel and autograd node per step
+    return loss if weight == 1.0 else weight * loss
+
+
 def base_losses(trainer: "Trainer", batch: Batch, out: ModelOutput) -> Dict[str, torch.Tensor]:
     """Fused CE on the paired rows (``fused``) + per-modality CE on each modality's own rows (``uni_<m>``)
     when the method wants them, else the monitor heads' CE on detached features (``monitor_<m>``)."""
     ws = trainer.world_size
     losses: Dict[str, torch.Tensor] = {}
     if out.fused is not None and trainer.fused_loss_weight > 0:
-        losses["fused"] = trainer.fused_loss_weight * cross_entropy(out.fused, batch.paired_labels(), ws,
-                                                                    batch.global_count())
+        losses["fused"] = _weighted(trainer.fused_loss_weight,
+                                    cross_entropy(out.fused, batch.paired_labels(), ws, batch.global_count()))
     if trainer.unimodal_loss_weight > 0:
         for m, z in out.logits.items():
-            losses[f"uni_{m}"] = trainer.unimodal_loss_weight * cross_entropy(z, batch.labels(m), ws,
-                                                                              batch.global_count(m))
+            losses[f"uni_{m}"] = _weighted(trainer.unimodal_loss_weight,
+                                           cross_entropy(z, batch.labels(m), ws, batch.global_count(m)))
     elif trainer.cfg.train.monitor_heads:
         for m, f in out.features.items():
             with trainer.autocast():

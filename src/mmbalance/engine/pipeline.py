@@ -57,7 +57,8 @@ class DataPipeline:
         nb = self.device.type == "cuda"
         cl = self.cfg.train.channels_last and self.device.type == "cuda"
         transform = getattr(self.splits[split], "batch_transform", None)
-        moved = batch.to(self.device, non_blocking=nb)
+        on_device = batch.y.device == self.device and batch.y_mod is None  # resident data: no copy of the Batch
+        moved = batch if on_device else batch.to(self.device, non_blocking=nb)
         for m, x in batch.inputs.items():
             if x is not None:
                 x = x.to(self.device, non_blocking=nb)

@@ -285,8 +285,13 @@ class Trainer:
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         for batch in self.data.loader("train", self.sampler, modalities):
             batch = self.data.to_device(batch)
-            for k, v in step(batch).items():
-                sums[k] = sums[k] + v if k in sums else v.clone()
+            for k, v in step(batch).items():  # in place: no new tensor per term and step
+                if k in sums and sums[k].dtype == v.dtype:
+                    sums[k].add_(v)
+                elif k in sums:
+                    sums[k] = sums[k] + v
+                else:
+                    sums[k] = v.clone()
             self._steps += 1
             samples += len(batch)
             self.global_step += 1

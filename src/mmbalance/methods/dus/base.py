@@ -13,6 +13,7 @@ from ...engine.plugin import Plugin, Record
 from ...functional.common import true_class_probability
 from .allocation import allocate_sizes, discrepancy, heuristic_sizes, modality_scores, update_running_score
 from .batcher import DUSBatcher
+from .readback import ScoreReadback
 
 if TYPE_CHECKING:
     from ...data.batch import Batch
@@ -47,6 +48,11 @@ class DUSOptions:
     size_multiple: int = option(1, "quantise every size to a multiple of this (size buckets for CUDA graphs: 8 with "
                                 "N_B = 64 leaves 9 combinations for two modalities); must divide M * N_B", "[RECON]",
                                 ge=1)
+    decision_lag: int = option(0, "0: the sizes of step t+1 are decided from the scores after step t (the paper's "
+                               "semantics; on a GPU the host waits for step t at every decision); 1: from the "
+                               "scores after step t-1, copied to the host without blocking while step t runs: the "
+                               "same decisions, each applied one step later (docs/methods/dus.md)", "[RECON]",
+                               ge=0, le=1)
 
 
 class DUSBase(Plugin):
@@ -67,6 +73,7 @@ class DUSBase(Plugin):
         self._mm_count = 0
         self._seen_forward = False
         self._epoch_sizes: List[List[int]] = []
+        self._in_flight: Optional[ScoreReadback] = None  # decision_lag=1: the last decision's values, not yet used
 
     # ------------------------------------------------------------------ setup
     def configure_model(self, trainer: Trainer, model: MultimodalNet) -> None:
@@ -122,10 +129,10 @@ class DUSBase(Plugin):
         sums, counts = [], []
         for m in self.modalities:
             sums.append(true_class_probability(out.logits[m], batch.labels(m)).sum())
-            counts.append(torch.tensor(float(out.logits[m].shape[0]), device=dev))
+            counts.append(torch.full((), float(out.logits[m].shape[0]), device=dev))  # no blocking H2D copy
         sums.append(true_class_probability(fused, batch.paired_labels()).sum() if fused is not None else
                     torch.zeros((), device=dev))
-        counts.append(torch.tensor(float(out.n_pair), device=dev))
+        counts.append(torch.full((), float(out.n_pair), device=dev))
         tot = trainer.all_reduce(torch.stack(sums + counts), "sum")
         k = len(self.modalities) + 1
         means = tot[:k] / tot[k:].clamp_min(1)
@@ -160,18 +167,27 @@ class DUSBase(Plugin):
         if not self._seen_forward:
             self._score_without_forward(trainer, batch)
         self._seen_forward = False
+        if self._in_flight is not None:  # decision_lag=1: the previous step's values have reached the host
+            values, self._in_flight = self._in_flight.values(), None
+            self._decide_from(trainer, values)
         self._since_decision += 1
         if self._since_decision >= self.update_every:
             self._since_decision = 0
-            # the one host sync of a decision: ŝ and the window's mean fused score, as Python floats
             mm_sum, s_hat_t = self._mm_sum, self.s_hat
             assert mm_sum is not None and s_hat_t is not None, "_observe ran in this step"
             mm = mm_sum / max(self._mm_count, 1)
-            vals = torch.cat([s_hat_t.float(), mm.float().reshape(1)]).cpu().tolist()
+            values_t = torch.cat([s_hat_t.float(), mm.float().reshape(1)])
             self._mm_sum, self._mm_count = None, 0
-            s_hat, mm_mean = vals[:-1], vals[-1]
-            rho = discrepancy(torch.tensor(s_hat, dtype=torch.float64)).tolist()
-            self.sizes = self._decide(trainer, s_hat, rho, mm_mean)
+            if self.decision_lag:
+                self._in_flight = ScoreReadback(values_t)  # decided at the next step, without waiting now
+            else:  # the one host sync of a decision: ŝ and the window's mean fused score, as Python floats
+                self._decide_from(trainer, values_t.cpu().tolist())
+
+    def _decide_from(self, trainer: Trainer, values: List[float]) -> None:
+        """New sizes from a decision's values ``[ŝ^(1..M), mean fused score of the window]``."""
+        s_hat, mm_mean = values[:-1], values[-1]
+        rho = discrepancy(torch.tensor(s_hat, dtype=torch.float64)).tolist()
+        self.sizes = self._decide(trainer, s_hat, rho, mm_mean)
 
     def _decide(self, trainer, s_hat, rho, mm_mean) -> List[int]:
         raise NotImplementedError
@@ -204,7 +220,8 @@ class DUSBase(Plugin):
                 "sizes": list(self.sizes) if self.sizes is not None else None,
                 "since_decision": self._since_decision,
                 "mm_sum": None if self._mm_sum is None else self._mm_sum.detach().cpu().clone(),
-                "mm_count": self._mm_count}
+                "mm_count": self._mm_count,
+                "in_flight": None if self._in_flight is None else self._in_flight.host_values().clone()}
 
     def _load_common(self, s: Dict[str, Any]) -> None:
         self.t = int(s["t"])
@@ -212,6 +229,8 @@ class DUSBase(Plugin):
         self.sizes = list(s["sizes"]) if s["sizes"] is not None else None
         self._since_decision = int(s["since_decision"])
         self._mm_sum, self._mm_count = s["mm_sum"], int(s["mm_count"])
+        in_flight = s.get("in_flight")  # absent in checkpoints written before decision_lag existed
+        self._in_flight = None if in_flight is None else ScoreReadback.restored(in_flight)
 
     def state_dict(self) -> Dict[str, Any]:
         return self._common_state()
