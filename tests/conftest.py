@@ -90,3 +90,36 @@ def assert_resume_is_exact(tmp_path, overrides, crash_at, epochs=4, extra=(), on
         s.pop("wall_time_s")
     assert full == resumed
     return a
+
+
+def assert_weights_only_roundtrip(obj, path=None):
+    """Save ``obj`` with ``torch.save`` and load it back with ``weights_only=True`` and nothing allow-listed:
+    it must load (tensors and plain containers only) and equal ``obj`` (tensors compared exactly, dtypes
+    included). Returns the loaded object."""
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, map_location="cpu", weights_only=True)
+    _assert_same(obj, loaded, "obj")
+    return loaded
+
+
+def _assert_same(a, b, where):
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and a.shape == b.shape, where
+        assert torch.equal(a.cpu(), b) or (a.is_floating_point() and torch.equal(a.isnan(), b.isnan())
+                                           and torch.equal(a.nan_to_num(), b.nan_to_num())), where
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b), f"{where}: keys {list(a)} vs {list(b)}"
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert type(a) is type(b) and len(a) == len(b), f"{where}: {type(a).__name__} of {len(a)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and a != a:
+        assert isinstance(b, float) and b != b, where
+    else:
+        assert type(a) is type(b) and a == b, f"{where}: {a!r} vs {b!r}"

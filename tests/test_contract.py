@@ -28,7 +28,8 @@ FAST = {
 
 #: stacks the documentation promises (sampler x gradient x objective levels, seed methods on baselines)
 STACKS = ["ogm-ge+dus-h", "joint-aux+bss-l", "bss-l+dus-h", "diagnose-relearn+dus-h", "ogm-ge+diagnose-relearn",
-          "mmpareto+bss-l", "agm+dus-h", "mla+dus-h", "pmr+bss-h", "ogm-ge+bss-l+dus-h"]
+          "mmpareto+bss-l", "agm+dus-h", "mla+dus-h", "pmr+bss-h", "ogm-ge+bss-l+dus-h",
+          "greedy+bss-l", "umt+dus-h", "ume+dus-h", "mbsd+dus-h"]
 
 DATA = ["data.options.n=200"]
 

@@ -82,7 +82,7 @@ def test_plugins_run_in_priority_order():
         def on_fit_start(self, t):
             order.append(self.name)
 
-    cfg = make_cfg("train.epochs=0")
+    cfg = make_cfg("train.epochs=1")  # epochs >= 1 is required; on_fit_start runs once either way
     Trainer(cfg, plugins=[P("late", 90), P("early", 10), P("mid", 50)]).fit()
     assert order == ["early", "mid", "late"]
 
@@ -305,5 +305,9 @@ def test_adam_betas_must_be_a_pair():
     params = [torch.nn.Parameter(torch.zeros(2))]
     cfg = Config().override(["optim.name=adam", "optim.betas=[0.8,0.99]"])
     assert build_optimizer(cfg.optim, params).param_groups[0]["betas"] == (0.8, 0.99)
-    with pytest.raises(ValueError, match=r"optim.betas must be two numbers"):
+    with pytest.raises(ValueError, match=r"optim.betas' must be two numbers"):  # refused when the config is built
         build_optimizer(Config().override(["optim.name=adamw", "optim.betas=[0.9,0.99,0.5]"]).optim, params)
+    bad = Config().override(["optim.name=adamw"]).optim
+    bad.betas = [0.9, 0.99, 0.5]  # changed after validation: the optimizer still refuses it
+    with pytest.raises(ValueError, match=r"optim.betas must be two numbers"):
+        build_optimizer(bad, params)

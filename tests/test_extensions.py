@@ -19,14 +19,17 @@ def test_a_method_from_the_users_own_file_trains_resumes_and_evaluates(tmp_path,
     assert main(["train", "--import", str(EXAMPLE), "--method", "modality-dropout+dus-h", "--out", str(out),
                  "method_args.modality-dropout.p=0.5", *RUN]) == 0
     cfg = yaml.safe_load((out / "config.yaml").read_text())
-    assert cfg["plugins"] == [str(EXAMPLE)]  # recorded, absolute: resume and eval import it again
+    assert cfg["plugins"] == [str(EXAMPLE)]  # recorded, absolute: resume imports it again (eval: see below)
     rec = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.3 < rec["plugins"]["modality-dropout/dropped"] < 0.7
     assert main(["train", "--config", str(out / "config.yaml"), "--out", str(out), "--epochs", "3", "--resume",
                  "--no-progress"]) == 0
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
     capsys.readouterr()
-    assert main(["eval", str(out)]) == 0
+    # eval imports only what its own command line names: a run folder cannot choose the code that runs
+    assert main(["eval", str(out)]) == 2
+    assert f"add --import {EXAMPLE}" in capsys.readouterr().err
+    assert main(["eval", str(out), "--import", str(EXAMPLE)]) == 0
     assert "acc" in capsys.readouterr().out
 
 

@@ -561,19 +561,21 @@ def test_mosi_label_modes_prepare_and_train(tmp_path):
     raw.mkdir()
     make_mosi(raw / "mosi_data.pkl")
     out = tmp_path / "out"
-    assert main(["prepare", "mosi", "--raw", str(raw), "--out", str(out), "--no-progress"]) == 0
-    assert main(["verify", "mosi", "--root", str(out), "--no-progress"]) == 0
+    # a .pkl is read with pickle: only with the explicit opt-in (--trust-pickle / data.trust_pickle)
+    assert main(["prepare", "mosi", "--raw", str(raw), "--out", str(out), "--no-progress", "--trust-pickle"]) == 0
+    assert main(["verify", "mosi", "--root", str(out), "--no-progress", "--trust-pickle"]) == 0
     y = np.linspace(-3, 3, 6)  # -3, -1.8, -0.6, 0.6, 1.8, 3
-    sp = build_splits(Config().override(["data.name=mosi", f"data.root={out}"]).data)
+    sp = build_splits(Config().override(["data.name=mosi", f"data.root={out}", "data.trust_pickle=true"]).data)
     assert sp.val.labels.tolist() == (y >= 0).astype(int).tolist()
     assert sp.train.modalities == ["text", "audio", "visual"]
     assert torch.isfinite(sp.train.inputs["audio"]).all() and sp.train.inputs["audio"][0, 0, 0] == 0
-    sp = build_splits(Config().override(["data.name=mosi", f"data.root={out}", "data.options.labels=7class"]).data)
+    sp = build_splits(Config().override(["data.name=mosi", f"data.root={out}", "data.options.labels=7class",
+                                         "data.trust_pickle=true"]).data)
     assert sp.val.labels.tolist() == [0, 1, 2, 4, 5, 6] and sp.val.num_classes == 7  # round(-1.8)=-2 -> 1
     sp = build_splits(Config().override(["data.name=mosi", f"data.root={out}", "data.options.labels=binary_nonzero",
-                                         "data.modalities=[text,audio]"]).data)
+                                         "data.modalities=[text,audio]", "data.trust_pickle=true"]).data)
     assert sp.val.modalities == ["text", "audio"]
-    tiny_train("mosi", out, encoders="mlp")
+    tiny_train("mosi", out, "data.trust_pickle=true", encoders="mlp")
 
 
 # ---------------------------------------------------------------------------------------------- image + text

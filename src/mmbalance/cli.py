@@ -35,9 +35,16 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fusion")
     p.add_argument("--device", help="auto | cpu | cuda")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_trust_pickle_argument(p)
     p.add_argument("--logger", help="comma-separated loggers: tensorboard, csv, wandb (offline by default), mlflow")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="dotted config overrides, e.g. optim.lr=0.01 method_args.dus-h.gamma=2")
+
+
+def add_trust_pickle_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read pickle-based data files (.pkl: MOSI, PMR/BSS audio). Unpickling runs code from the "
+                        "file: only for files you trust (data.trust_pickle=true)")
 
 
 #: modules and files given with ``--import`` (recorded in every run's config as ``plugins``)
@@ -88,6 +95,8 @@ def config_from_args(args, method: str | None = None, seed: int | None = None, o
         items.append(f"log.loggers=[{args.logger}]")
     if getattr(args, "no_progress", False):
         items.append("train.progress=false")
+    if getattr(args, "trust_pickle", False):
+        items.append("data.trust_pickle=true")
     cfg = cfg.override(items + list(args.overrides or []))
     if cfg.data.modalities is not None and isinstance(cfg.data.modalities, str):
         cfg = cfg.override([f"data.modalities=[{cfg.data.modalities}]"])
@@ -103,7 +112,8 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args, method=args.method, seed=args.seed, out=args.out)
     if cfg.out is None:
         raise SystemExit("error: --out RUN_FOLDER is required")
-    summary = Trainer(cfg).fit(resume=args.resume)
+    check_folder_path(Path(cfg.out), "--out")
+    summary = Trainer(cfg).fit(resume=args.resume, overwrite=args.overwrite, allow_change=args.allow_change or ())
     if not summary:  # a non-zero DDP rank: rank 0 reports
         return 0
     print(format_summary(summary))
@@ -133,6 +143,16 @@ def _launch_torchrun(n: int) -> int:
     return subprocess.call(cmd)
 
 
+def check_folder_path(path: Path, flag: str) -> None:
+    """Fail with one line if ``path`` cannot become a folder: it, or a folder above it, is a regular file."""
+    for p in (path, *path.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "is a file" if p == path else f"lies below the file {p}"
+                raise ValueError(f"{flag} {path} {what}, not a folder")
+            return
+
+
 def format_summary(s: dict) -> str:
     lines = [f"{s['method']} on {s['dataset']} (seed {s['seed']}): best epoch {s['best_epoch']} "
              f"(selected on {s['select_on']})"]
@@ -149,18 +169,34 @@ def format_summary(s: dict) -> str:
 
 
 def cmd_eval(args) -> int:
-    from .config import Config
+    from .config import Config, ConfigError
     from .engine import Trainer
-    from .engine.checkpoint import load_checkpoint
+    from .engine.checkpoint import CheckpointError, check_model_state, load_checkpoint
 
     run = Path(args.run)
     if not (run / "config.yaml").is_file():
         raise FileNotFoundError(f"{run}: not a run folder (no config.yaml)")
-    cfg = Config.from_yaml(run / "config.yaml").override(["train.progress=false", "out=null"] +
-                                                          ([f"train.device={args.device}"] if args.device else []))
+    # the checkpoint is read (safely) before any data: a refused file stops here. Pickle-based data files
+    # need this command's own --trust-pickle: a run folder from someone else must not be able to opt in.
+    path = run / f"{args.checkpoint}.pt"
+    ckpt = load_checkpoint(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise CheckpointError(f"checkpoint {path} has no model state (not written by mmbalance?)")
+    cfg = Config.from_yaml(run / "config.yaml").override(
+        ["train.progress=false", "out=null", f"data.trust_pickle={'true' if args.trust_pickle else 'false'}"] +
+        ([f"train.device={args.device}"] if args.device else []))
+    # likewise the extension modules the run's config names are imported only if this command names them too
+    unconfirmed = [p for p in cfg.plugins if p not in IMPORTS]
+    if unconfirmed:
+        raise ConfigError(f"{run / 'config.yaml'} names extension modules ({', '.join(unconfirmed)}); importing "
+                          f"runs their code, so eval imports only what you pass: add --import {unconfirmed[0]} "
+                          f"if you trust it")
     tr = Trainer(cfg)
-    ckpt = load_checkpoint(run / f"{args.checkpoint}.pt")
-    tr.model.load_state_dict(ckpt["model"])
+    check_model_state(tr.model, ckpt["model"], path, optional=("extras.",))  # one line, before torch's message
+    try:
+        tr.load_weights(ckpt)
+    except (RuntimeError, ValueError) as e:  # what the first check cannot see (a grown module of another shape)
+        raise CheckpointError(f"checkpoint {path} does not fit this model: {str(e).splitlines()[0]}") from None
     res = {split: tr.evaluate(split) for split in args.splits.split(",")}
     print(json.dumps(res, indent=2))
     return 0
@@ -204,6 +240,8 @@ def _describe_method(name: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmbalance", description="Balanced multimodal learning.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error instead of one line (also after the command)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one run")
@@ -212,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", help="run folder (config, metrics.jsonl, summary.json, checkpoints)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace another run in OUT (the new run is prepared aside and swapped in when it finishes)")
+    p.add_argument("--allow-change", action="append", metavar="KEY",
+                   help="with --resume: a config key that may differ from the run's (repeatable; epochs need none)")
     p.add_argument("--devices", type=int, help="train with DDP on N processes of this machine (wraps torchrun)")
     p.set_defaults(func=cmd_train)
 
@@ -220,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--splits", default="val,test")
     p.add_argument("--device")
+    add_trust_pickle_argument(p)
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("list", help="list registered methods, datasets, encoders, fusions")
@@ -237,17 +280,15 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_)
         mod.add_arguments(p)
         p.set_defaults(func=mod.main)
+    for p in sub.choices.values():  # `mmbalance train ... --debug` works too
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def main(argv=None) -> int:
-    from .config import ConfigError
-    from .data.base import DataError
-    from .engine.compat import IncompatiblePluginsError
     from .engine.losses import NonFiniteLossError
-    from .registry import UnknownNameError
-
     from .extensions import ExtensionError, import_extensions, resolve
+    from .registry import UnknownNameError
 
     argv, imports = _pop_imports(list(sys.argv[1:] if argv is None else argv))
     try:
@@ -268,13 +309,25 @@ def main(argv=None) -> int:
         args.overrides = list(args.overrides or []) + extra
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataError, UnknownNameError, IncompatiblePluginsError, NonFiniteLossError,
-            FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    # every error the library raises for bad input: ValueError covers ConfigError, DataError, CheckpointError,
+    # IncompatiblePluginsError; OSError a file or folder that cannot be read or written
+    except (ValueError, UnknownNameError, NonFiniteLossError, ExtensionError, OSError) as e:
+        if args.debug:
+            raise
+        print(f"error: {error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; resume with --resume", file=sys.stderr)
         return 130
+
+
+def error_line(e: BaseException) -> str:
+    """The message of ``e`` as the CLI prints it (KeyError quotes its message; OSError names its file)."""
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.strerror}: {e.filename}"
+    if isinstance(e, KeyError) and e.args:
+        return str(e.args[0])
+    return str(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

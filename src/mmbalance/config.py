@@ -8,7 +8,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Sequence, Any, Dict, List, Optional, Union
 
 import yaml
 
@@ -32,6 +32,9 @@ class DataConfig:
     #: keep in-memory / cached datasets on the training device (GPU: no host copies per step) when they fit in
     #: 70 % of its free memory; otherwise a warning and host memory (pinned batches)
     resident: bool = False
+    #: read pickle-based data files (MOSI's ``.pkl``, ``.pkl`` audio arrays). Unpickling runs code from the file:
+    #: only for files you trust (``--trust-pickle``); otherwise a ``.pkl`` is refused, naming the file
+    trust_pickle: bool = False
     options: Dict[str, Any] = field(default_factory=dict)  #: extra dataset-specific keyword arguments
 
 
@@ -116,6 +119,14 @@ class Config:
     #: your own modules or .py files to import first (methods, encoders, fusions, datasets: ``mmbalance.extensions``)
     plugins: List[str] = field(default_factory=list)
 
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Check every value against its range / choices (:data:`RULES`, :data:`CHOICES`); a bad one fails with
+        one line naming the key. Runs whenever a Config is built; call it again after changing attributes."""
+        check_values(self)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "Config":
@@ -167,11 +178,32 @@ class Config:
             node[last] = value
         return Config.from_dict(d)
 
+    def diff(self, other: "Config", ignore: Sequence[str] = ()) -> List[str]:
+        """``key: mine -> other's`` for every differing key; ``ignore`` holds keys or prefixes ending in ``.``."""
+        fa, fb = _flat(self.to_dict()), _flat(other.to_dict())
+        out = []
+        for k in sorted(set(fa) | set(fb)):
+            if any(k == i or (i.endswith(".") and k.startswith(i)) for i in ignore):
+                continue
+            if fa.get(k, "<unset>") != fb.get(k, "<unset>"):
+                out.append(f"{k}: {fa.get(k, '<unset>')!r} -> {fb.get(k, '<unset>')!r}")
+        return out
+
     def method_names(self) -> List[str]:
         names = [m.strip() for m in self.method.split("+") if m.strip()]
         if not names:
             raise ConfigError("method is empty")
         return names
+
+
+def _flat(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 _FREE_DICTS = {("method_args",), ("data", "options"), ("model", "encoder_args"), ("model", "fusion_args")}
@@ -224,3 +256,103 @@ def _coerce(v, default, key):
             return [s.strip() for s in v.split(",") if s.strip()]
         raise ConfigError(f"config key {key!r} must be a list, got {v!r}")
     return copy.deepcopy(v)
+
+
+# ---------------------------------------------------------------------------------------------- value checks
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _int_at_least(n: int):
+    return lambda v: _is_int(v) and v >= n, f"an integer >= {n}"
+
+
+def _fraction():
+    return lambda v: _is_num(v) and 0 < v < 1, "a fraction in (0, 1)"
+
+
+def _optional(rule):
+    pred, text = rule
+    return lambda v: v is None or pred(v), f"null or {text}"
+
+
+def _device(v) -> bool:
+    if not isinstance(v, str) or not v:
+        return False
+    if v == "auto":
+        return True
+    import torch
+
+    try:
+        torch.device(v)
+    except (RuntimeError, ValueError):
+        return False
+    return True
+
+
+#: key -> (predicate, what a valid value is); the one place where value ranges live
+RULES: Dict[str, tuple] = {
+    "data.val_fraction": _fraction(),
+    "data.test_fraction": _fraction(),
+    "data.split_seed": _int_at_least(0),
+    "data.num_workers": _int_at_least(0),
+    "model.feature_dim": _int_at_least(1),
+    # 0 is allowed: frozen weights are a legitimate experiment (and a test technique); negative is not
+    "optim.lr": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "optim.momentum": (lambda v: _is_num(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optim.weight_decay": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "optim.betas": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_num(b) and 0 <= b < 1 for b in v),
+                    "two numbers in [0, 1)"),
+    "optim.step_size": _int_at_least(1),
+    "optim.gamma": (lambda v: _is_num(v) and v > 0, "a number > 0"),
+    "optim.grad_clip": _optional((lambda v: _is_num(v) and v > 0, "a number > 0")),
+    "train.epochs": _int_at_least(1),
+    "train.batch_size": _int_at_least(1),
+    "train.seed": (_is_int, "an integer"),
+    "train.device": (_device, "auto, cpu, cuda or cuda:N"),
+    "train.fused_loss_weight": (lambda v: _is_num(v) and v >= 0, "a number >= 0"),
+    "train.unimodal_loss_weight": _optional((lambda v: _is_num(v) and v >= 0, "a number >= 0")),
+    "train.checkpoint_every": _int_at_least(1),
+    "eval.batch_size": _int_at_least(1),
+}
+#: key -> the values it may take
+CHOICES: Dict[str, tuple] = {
+    "optim.name": ("sgd", "adam", "adamw"),
+    "optim.scheduler": ("none", "step", "cosine"),
+    "train.precision": ("fp32", "bf16"),
+    "train.compile": ("none", "default", "reduce-overhead"),
+    "train.check_finite": ("auto", "step", "epoch"),
+    "eval.predict": ("fused", "sum_of_heads", "heads_only"),
+    "eval.select_on": ("val", "test"),
+}
+
+
+def _get(cfg: Config, key: str):
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
+
+
+def check_values(cfg: Config) -> None:
+    """Raise :class:`ConfigError` for the first value out of its range or choices, naming the key."""
+    method = cfg.method
+    if not isinstance(method, str) or not [m for m in method.split("+") if m.strip()]:
+        raise ConfigError(f"config key 'method' is empty (got {method!r}): name a method, e.g. joint "
+                          f"(`mmbalance list` shows them)")
+    for key, (ok, text) in RULES.items():
+        v = _get(cfg, key)
+        if not ok(v):
+            raise ConfigError(f"config key {key!r} must be {text}, got {v!r}")
+    for key, choices in CHOICES.items():
+        v = _get(cfg, key)
+        if v not in choices:
+            raise ConfigError(f"{key}={v!r} is not one of {', '.join(choices)}")
+    d = cfg.data
+    if d.val_fraction + d.test_fraction >= 1:
+        raise ConfigError(f"config keys 'data.val_fraction' + 'data.test_fraction' must be < 1 (nothing left to "
+                          f"train on), got {d.val_fraction} + {d.test_fraction}")

@@ -4,8 +4,9 @@ Two ways, honoured by every command (``train``, ``compare``, ``eval``, ``report`
 
 * ``--import module_or_file.py`` on the command line, or ``plugins: [module_or_file.py, ...]`` in a config:
   the module is imported before anything is built, so its ``@METHODS.register(...)`` (``ENCODERS``, ``FUSIONS``,
-  ``DATASETS``) decorators run. A run records the resolved list in ``config.yaml``, so ``--resume``, ``eval`` and
-  ``compare``'s worker processes import the same files.
+  ``DATASETS``) decorators run. A run records the resolved list in ``config.yaml``, so ``--resume`` and
+  ``compare``'s worker processes import the same files; ``eval`` imports only what its own ``--import`` names
+  (a run folder from someone else must not decide which code runs).
 * an installed package's entry points in the groups :data:`GROUPS` (``[project.entry-points."mmbalance.methods"]
   my-method = "my_pkg.methods"``): loaded the first time a registry is asked for a name it does not know, or lists
   its names.

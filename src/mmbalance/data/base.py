@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .batch import Batch
+from .validate import check_modality_array, integer_labels, require_two_classes, resolve_classes
 
 
 class DataError(ValueError):
@@ -76,10 +77,12 @@ class MultimodalDataset(Dataset):
         self.name = name
         # compact dtypes (uint8 frames, float16 spectrograms) stay compact; a batch transform expands them
         self.inputs = {m: _compact(_as_tensor(x, f"{name}/{m}")) for m, x in inputs.items()}
+        for m, x in self.inputs.items():
+            check_modality_array(x, name, m)
         #: optional per-modality batch transform ``f(x, train, generator) -> Tensor`` (e.g. BatchImageAugment),
         #: applied by the trainer on the training device
         self.transforms = dict(transforms or {})
-        self.labels = _as_tensor(labels, f"{name}/labels").long().reshape(-1)
+        self.labels = integer_labels(_as_tensor(labels, f"{name}/labels"), name)
         self.modalities = list(self.inputs)
         n = len(self.labels)
         for m, x in self.inputs.items():
@@ -90,21 +93,16 @@ class MultimodalDataset(Dataset):
                     + ", ".join(f"{k}={v.shape[0]}" for k, v in self.inputs.items())
                     + ")"
                 )
-        if num_classes is None:
-            num_classes = int(self.labels.max()) + 1 if n else 0
-        self.num_classes = int(num_classes)
-        self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
+        if check:  # labels in range, no gaps unless class_names / num_classes say so (see resolve_classes)
+            self.num_classes, self.class_names = resolve_classes(self.labels, num_classes, class_names, name)
+        else:
+            self.num_classes = int(num_classes) if num_classes is not None else int(self.labels.max()) + 1 if n else 0
+            self.class_names = list(class_names) if class_names is not None else [str(c) for c in range(self.num_classes)]
         if check:
             self.validate()
 
     def validate(self) -> None:
-        bad = (self.labels < 0) | (self.labels >= self.num_classes)
-        if bad.any():
-            i = int(bad.nonzero()[0, 0])
-            raise DataError(
-                f"dataset {self.name!r}: label {int(self.labels[i])} of sample {i} is out of range "
-                f"[0, {self.num_classes}) ({int(bad.sum())} bad labels in all)"
-            )
+        resolve_classes(self.labels, self.num_classes, self.class_names, self.name)
         for m, x in self.inputs.items():
             finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
             if not finite.all():
@@ -279,5 +277,6 @@ def stratified_split_indices(labels, val_fraction: float, test_fraction: float, 
 
 
 def split_in_memory(ds: MultimodalDataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    require_two_classes(ds.labels, ds.name)
     tr, va, te = stratified_split_indices(ds.labels.numpy(), val_fraction, test_fraction, seed)
     return Splits(ds.subset(tr, ds.name + "/train"), ds.subset(va, ds.name + "/val"), ds.subset(te, ds.name + "/test"))

@@ -11,6 +11,7 @@ import torch
 from ..config import DataConfig
 from ..registry import DATASETS
 from .base import DataError, MultimodalDataset, Splits, split_in_memory
+from .validate import require_two_classes, split_indices
 
 
 def _modalities(cfg: DataConfig) -> Optional[List[str]]:
@@ -144,13 +145,9 @@ def arrays(cfg: DataConfig) -> Splits:
     ds = MultimodalDataset(inputs, labels, None, cfg.options.get("class_names"), f"arrays:{Path(cfg.root).name}")
     if split is None:
         return split_in_memory(ds, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    parts = {}
-    for name, code in (("train", 0), ("val", 1), ("test", 2)):
-        idx = np.nonzero((split == name) | (split == str(code)) | (split == code))[0] if split.dtype.kind in "US" \
-            else np.nonzero(split == code)[0]
-        if len(idx) == 0:
-            raise DataError(f"{cfg.root}: split array has no {name!r} samples (use train/val/test or 0/1/2)")
-        parts[name] = ds.subset(idx, f"{ds.name}/{name}")
+    parts = {name: ds.subset(idx, f"{ds.name}/{name}")
+             for name, idx in split_indices(split, len(ds), f"{cfg.root}").items()}
+    require_two_classes(parts["train"].labels, parts["train"].name)
     return Splits(**parts)
 
 

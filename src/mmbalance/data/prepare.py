@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--skip-existing", action="store_true", help="keep clips already prepared in --out (resume)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of a generated split (CREMA-D without csv files)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from ..cli import add_trust_pickle_argument
+
+    add_trust_pickle_argument(p)
     # options of single datasets: added once, their help naming the datasets that read them
     extra: Dict[str, list] = {}
     for name, spec in sorted(PAPER_DATASETS.items()):
@@ -60,14 +63,14 @@ class _Recorder:
         self.calls.append((args, kw))
 
 
-def split_counts(dataset: str, root: Path) -> Dict[str, Dict[str, object]]:
+def split_counts(dataset: str, root: Path, trust_pickle: bool = False) -> Dict[str, Dict[str, object]]:
     """Per split of the prepared folder: rows in the split files and the sample names whose files are missing."""
     from ..config import DataConfig
     from .papers import PAPER_DATASETS
 
     spec = PAPER_DATASETS[dataset]
     if spec.build is not None:
-        splits = spec.build(DataConfig(name=dataset, root=str(root)))
+        splits = spec.build(DataConfig(name=dataset, root=str(root), trust_pickle=trust_pickle))
         return {k: {"rows": len(splits[k]), "missing": []} for k in ("train", "val", "test")}
     from .papers.spec import lenient_layout
 
@@ -104,7 +107,7 @@ def main(args) -> int:
     summary = spec.prepare(args)
     meta = {"dataset": args.dataset, **summary.get("meta", {})}
     (out / "prepared.json").write_text(json.dumps(meta, indent=1, default=str))
-    counts = split_counts(args.dataset, out)
+    counts = split_counts(args.dataset, out, bool(args.trust_pickle))
     available = {k: v["rows"] - len(v["missing"]) for k, v in counts.items()}
     # listed in a split file but without data after preparing (never downloaded, or failed): verify
     # reports these as known gaps, and anything else that goes missing later as an error

@@ -36,6 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="dataset option as in data.options (e.g. -o audio=ks-fbank)")
     p.add_argument("--max-report", type=int, default=50, help="problems listed per kind (default 50)")
+    from ..cli import add_trust_pickle_argument
+
+    add_trust_pickle_argument(p)
 
 
 def _options(spec, items: List[str]) -> dict:
@@ -87,13 +90,16 @@ def main(args) -> int:
     counts: Dict[str, int] = {}
     try:
         if spec.build is not None:
-            cfg = DataConfig(name=spec.name, root=str(root), options={k: v for k, v in opts.items()})
+            cfg = DataConfig(name=spec.name, root=str(root), options={k: v for k, v in opts.items()},
+                             trust_pickle=bool(args.trust_pickle))
             splits = spec.build(cfg)
             counts = {k: len(splits[k]) for k in ("train", "val", "test")}
             sources = {k: splits[k] for k in counts}
         else:
             with lenient_layout():
                 loaded = spec.load(root, opts)
+            for reader in loaded.readers.values():  # decoding a .pkl needs --trust-pickle (reported per sample)
+                reader.trust_pickle = bool(args.trust_pickle)
             known = {k: set(v) for k, v in (manifest or {}).get("unavailable", {}).items()}
             sources = {}
             from .papers.common import FileSource

@@ -53,6 +53,7 @@ def nonfinite_error(trainer: "Trainer", where: str, losses: Dict[str, torch.Tens
         if losses else "?"
     out = trainer.out
     keep = (f" The last good checkpoint is kept: {out / 'last.pt'} (after epoch {trainer.epoch - 1})."
-            if out and (out / "last.pt").exists() else " No checkpoint had been written yet.")
+            if out and (out / "last.pt").exists() and (trainer.epoch > 0 or trainer.resumed)
+            else " No checkpoint of this run had been written yet.")
     return NonFiniteLossError(f"non-finite training loss at {where} ({terms}). Lower optim.lr, set optim.grad_clip, "
                               f"or check the inputs.{keep}")

@@ -28,6 +28,7 @@ def capture(trainer: "Trainer") -> Dict[str, Any]:
         "stages": {"epochs": dict(trainer.stage_epochs), "history": trainer.stage_history},
         "wall_time": trainer.wall_time,
         "method": trainer.cfg.method,
+        "data_fingerprint": getattr(trainer, "data_fingerprint", None),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, cast
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +16,9 @@ from ..data.base import sample_shape
 from ..data.batch import Batch
 from ..functional.common import tensor_sum
 from ..models import FeatureRoutes, ModelOutput, build_model
-from . import bookkeeping, evaluation
-from . import state
-from .checkpoint import atomic_write_text, load_checkpoint, seed_everything
+from ..data.fingerprint import data_fingerprint
+from . import bookkeeping, evaluation, run_folder, state
+from .checkpoint import seed_everything
 from .compat import check_plugins
 from .runtime import Clock, all_reduce, init_distributed, model_calls, resolve_device, rng_devices, set_determinism
 from .epoch_log import EpochLog
@@ -28,7 +28,7 @@ from .plugin import EVENTS, Losses, Plugin, Record, implements
 from .residency import make_resident
 from .pipeline import DataPipeline
 from .samplers import EpochBatchSampler, FixedBatcher, RandomOrder
-from .stages import Stage
+from .stages import run_stage
 
 
 class Trainer:
@@ -49,6 +49,7 @@ class Trainer:
         from ..methods import build_plugins  # late import: methods import the engine
 
         import_extensions(cfg.plugins)  # the user's own methods, encoders, datasets (before anything is built)
+        cfg.validate()  # attributes may have been changed after the Config was built
         self.cfg = cfg
         self.out = Path(cfg.out) if cfg.out else None
         self.rank, self.world_size, local_rank = init_distributed(cfg.train.device)
@@ -118,6 +119,7 @@ class Trainer:
         self.resumed = False
         self.wall_time = 0.0
         self.stop_training = False  #: set by a plug-in (early stopping) to end training after this epoch
+        self.replaces: Optional[Path] = None  #: the run folder an --overwrite run replaces when it finishes
         self.summary: Dict[str, Any] = {}
         self._batch: Optional[Batch] = None  # the batch of the step in flight (for transform_features)
         self._cost = {"forwards": 0, "backwards": 0}
@@ -323,28 +325,26 @@ class Trainer:
         return r["features"], r["y"]
 
     # ================================================================== fit
-    def fit(self, resume: bool = False) -> Dict[str, Any]:
+    def fit(self, resume: bool = False, overwrite: bool = False, allow_change: Sequence[str] = ()) -> Dict[str, Any]:
         """Run the stages and ``train.epochs`` epochs (continuing from ``last.pt`` if ``resume``), then
-        summarise the checkpoint selected on validation."""
-        self.begin(resume)
+        summarise the checkpoint selected on validation. ``overwrite`` replaces another run in the folder (the new
+        run is prepared aside and swapped in when it finishes); ``allow_change`` lists config keys a resume may
+        change (engine/run_folder.py)."""
+        self.begin(resume, overwrite, allow_change)
         while self.epoch < self.cfg.train.epochs and not self.stop_training:
             self.fit_epoch()
         return self.end()
 
-    def begin(self, resume: bool = False) -> None:
-        """Everything before the first main epoch: resume, the run folder, ``on_fit_start``, the stages."""
+    def begin(self, resume: bool = False, overwrite: bool = False, allow_change: Sequence[str] = ()) -> None:
+        """Everything before the first main epoch: the run folder's guards, resume, ``on_fit_start``, stages."""
+        self.data_fingerprint = data_fingerprint(self.splits)
         if self.out is not None:
-            if resume and (self.out / "last.pt").exists():  # every rank loads the same state
-                self.load_state(load_checkpoint(self.out / "last.pt"))
-                self.resumed = True
-            if self.is_main:
-                self.out.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(self.out / "config.yaml", self.cfg.to_yaml())
+            run_folder.enter(self, resume, overwrite, allow_change)  # the guards, then resume if asked
         self._t0 = time.time() - self.wall_time
         self.call("on_fit_start")
         for p in self.plugins:
             for stage in p.stages(self):
-                self._run_stage(stage, self._t0)
+                run_stage(self, stage)
 
     def fit_epoch(self) -> Record:
         """One main epoch (``self.epoch``): training, evaluation, the epoch-end events, the final record."""
@@ -376,20 +376,10 @@ class Trainer:
         """After the last epoch: ``on_fit_end`` (the summary of the selected checkpoint) and the summary."""
         self.wall_time = time.time() - self._t0
         self.call("on_fit_end")
+        if self.replaces is not None and self.is_main and self.out is not None:
+            run_folder.swap_in(self.out, self.replaces)
+            self.out, self.replaces = self.replaces, None
         return self.summary
-
-    def _run_stage(self, stage: Stage, t0: float) -> None:
-        done = self.stage_epochs.get(stage.name, 0)
-        for e in range(done, stage.epochs):
-            order = RandomOrder(len(self.splits.train), self.cfg.train.seed * 7919 + 104729 + len(self.stage_history))
-            record: Record = {"stage": stage.name, "epoch": e}
-            record["train"] = self.run_epoch(e, lambda b: {k: v.detach() for k, v in stage.step(self, b).items()},
-                                             order, self.default_batcher, stage.modalities)
-            record["plugins"], _ = self.epoch_log.flush()
-            self.stage_epochs[stage.name] = e + 1
-            self.stage_history.append(record)
-            self.wall_time = time.time() - t0
-            self.call("on_record", record)
 
     # ================================================================== state / resume
     def state_dict(self) -> Dict[str, Any]:

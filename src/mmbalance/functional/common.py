@@ -1,10 +1,11 @@
 """Math shared by several methods (one implementation each): modality discrepancy ratios, Shapley
-weights over modality coalitions, the probability a head gives the true class, and the sum of tensor terms."""
+weights over modality coalitions, the probability a head gives the true class, the sum of tensor terms, and
+the weighted mean of unimodal outputs (late-fusion ensembles: UME, Greedy's branch average)."""
 from __future__ import annotations
 
 import itertools
 import math
-from typing import FrozenSet, Iterable, Iterator, Sequence
+from typing import FrozenSet, Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -49,4 +50,28 @@ def coalitions(modalities: Sequence[str]) -> Iterator[FrozenSet[str]]:
             yield frozenset(c)
 
 
-__all__ = ["coalitions", "discrepancy_ratio", "shapley_weight", "tensor_sum", "true_class_probability"]
+ENSEMBLE_SPACES = ("logits", "probs")
+
+
+def ensemble_logits(logits: Sequence[torch.Tensor], weights: Optional[Sequence[float]] = None,
+                    space: str = "logits") -> torch.Tensor:
+    """The weighted mean of unimodal outputs ``[n, C]`` as evaluation logits (float32).
+
+    ``space="logits"``: ``Σ_m w_m z_m``; ``space="probs"``: ``log Σ_m w_m softmax(z_m)`` (the log of the mean
+    probability, so that the result is still a valid logit vector). ``weights`` default to uniform and are
+    normalised to sum to one."""
+    if not logits:
+        raise ValueError("an ensemble needs at least one output")
+    raw = [1.0] * len(logits) if weights is None else [float(x) for x in weights]
+    if len(raw) != len(logits) or min(raw) < 0 or sum(raw) <= 0:
+        raise ValueError(f"ensemble weights must be {len(logits)} non-negative numbers with a positive sum, got {raw}")
+    w = [x / sum(raw) for x in raw]
+    if space == "logits":
+        return tensor_sum(wi * z.float() for wi, z in zip(w, logits))
+    if space == "probs":
+        return torch.log(tensor_sum(wi * F.softmax(z.float(), dim=1) for wi, z in zip(w, logits)).clamp_min(1e-12))
+    raise ValueError(f"ensemble space must be one of {ENSEMBLE_SPACES}, got {space!r}")
+
+
+__all__ = ["ENSEMBLE_SPACES", "coalitions", "discrepancy_ratio", "ensemble_logits", "shapley_weight", "tensor_sum",
+           "true_class_probability"]

@@ -57,6 +57,7 @@ class Unimodal(Plugin):
         return out.logits[self.modality]
 
     def check_compatible(self, plugins: List[Plugin]) -> None:
-        if plugins:
+        methods = [p for p in plugins if p.name in METHODS]  # other methods; a user's observer is fine
+        if methods:
             raise IncompatiblePluginsError(f"'unimodal' trains one modality alone and cannot be stacked "
-                                           f"with {plugins[0].name!r}")
+                                           f"with {methods[0].name!r}")

@@ -33,6 +33,13 @@ class MLPEncoder(nn.Module):
         return self.net(x)
 
 
+def require_image_shape(input_shape: Sequence[int]) -> None:
+    """Convolutional encoders take, per sample, an image ``[H, W]`` / ``[C, H, W]`` or frames ``[T, C, H, W]``."""
+    if not 2 <= len(input_shape) <= 4:
+        raise ValueError(f"needs an image [H, W], [C, H, W] or frames [T, C, H, W] per sample, but the input "
+                         f"shape is {list(input_shape)} (flat feature vectors: use the mlp or transformer encoder)")
+
+
 def _fold_frames(x: torch.Tensor, image_dims: int = 3):
     """[B, T, C, H, W] -> ([B*T, C, H, W], T); [B, C, H, W] -> (x, 1)."""
     if x.dim() == image_dims + 2:
@@ -51,6 +58,7 @@ class SmallCNNEncoder(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], feature_dim: int = 64, width: int = 32):
         super().__init__()
+        require_image_shape(input_shape)
         c_in = input_shape[-3] if len(input_shape) >= 3 else 1
         self.net = nn.Sequential(
             nn.Conv2d(c_in, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
@@ -99,6 +107,7 @@ class ResNet18Encoder(nn.Module):
 
     def __init__(self, input_shape: Sequence[int], feature_dim: int = 512, in_channels: int | None = None):
         super().__init__()
+        require_image_shape(input_shape)
         c_in = in_channels or (input_shape[-3] if len(input_shape) >= 3 else 1)
         self.conv1 = nn.Conv2d(c_in, 64, 7, 2, 3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
@@ -148,7 +157,7 @@ class TransformerEncoder(nn.Module):
         elif len(shape) == 3:
             d_in = shape[0] * shape[1]
         else:
-            raise ValueError(f"transformer encoder: unsupported input shape {shape}")
+            raise ValueError(f"needs [D], [L, D] or [C, H, W] per sample, but the input shape is {list(shape)}")
         if feature_dim % heads:
             raise ValueError(f"transformer encoder: feature_dim {feature_dim} must be divisible by heads {heads}")
         self.proj = nn.Linear(d_in, feature_dim)

@@ -60,6 +60,10 @@ class MultimodalNet(nn.Module):
         self.encoders = nn.ModuleDict(encoders)
         self.heads = nn.ModuleDict({m: nn.Linear(e.out_dim, num_classes) for m, e in encoders.items()})
         self.fusion = fusion
+        #: optional ``{m: feature} -> {m: feature}`` module on the encoder outputs, before the heads and the fusion:
+        #: cross-modal coupling that is part of the architecture (Greedy's MMTM), installed by a plug-in in
+        #: ``configure_model``; its output is what ``ModelOutput.features`` reports
+        self.coupling: Optional[nn.Module] = None
         self.extras = nn.ModuleDict()
         self.num_classes = num_classes
 
@@ -69,6 +73,8 @@ class MultimodalNet(nn.Module):
     def forward(self, inputs: Dict[str, torch.Tensor], fuse: bool = True,
                 transform: Optional[FeatureTransform] = None) -> ModelOutput:
         feats = self.encode(inputs)
+        if self.coupling is not None:
+            feats = self.coupling(feats)
         heads_in = fusion_in = feats
         if transform is not None:
             routes = FeatureRoutes(feats)
@@ -95,6 +101,8 @@ def build_model(cfg: ModelConfig, input_shapes: Dict[str, tuple], num_classes: i
             encoders[m] = ENCODERS.get(name)(shape, cfg.feature_dim, **args)
         except TypeError as e:
             raise ValueError(f"encoder {name!r} for modality {m!r}: bad encoder_args {args}: {e}") from None
+        except ValueError as e:  # the encoder refuses this input shape: name the modality too
+            raise ValueError(f"encoder {name!r} for modality {m!r}: {e}") from None
     fusion = None
     if len(encoders) >= 2:
         try:

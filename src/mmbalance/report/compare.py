@@ -31,7 +31,8 @@ from .leaderboard import paper_protocol
 GRID_FILE = "grid.json"
 RESULTS_FILE = "results.md"
 #: config keys that do not change what a run computes: a difference in them does not invalidate a run
-IGNORED_KEYS = ("out", "train.progress", "data.num_workers", "train.checkpoint_every", "log.tensorboard")
+IGNORED_KEYS = ("out", "train.progress", "data.num_workers", "train.checkpoint_every", "log.tensorboard",
+                "data.trust_pickle")
 #: overrides that would fight the grid's own axes
 _GRID_KEYS = {"method": "--methods", "train.seed": "--seeds", "out": "--out"}
 
@@ -284,24 +285,7 @@ def run_status(d: Path, cfg: Config) -> Tuple[str, str]:
 
 def config_diff(a: Config, b: Config) -> List[str]:
     """``key: old -> new`` for every config key that differs, ignoring :data:`IGNORED_KEYS`."""
-    fa, fb = _flatten(a.to_dict()), _flatten(b.to_dict())
-    out = []
-    for k in sorted(set(fa) | set(fb)):
-        if k in IGNORED_KEYS:
-            continue
-        if fa.get(k, "<unset>") != fb.get(k, "<unset>"):
-            out.append(f"{k}: {fa.get(k, '<unset>')!r} -> {fb.get(k, '<unset>')!r}")
-    return out
-
-
-def _flatten(d: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    return a.diff(b, IGNORED_KEYS)
 
 
 def _remove_run(d: Path) -> None:

@@ -10,12 +10,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..base import DataError
-from .common import IMAGE_EXTS, VIDEO_EXTS, Record, load_array_file, strip_media_ext
+from ..paths import contained
+from .common import IMAGE_EXTS, VIDEO_EXTS, Record, is_pickle_path, load_array_file, pickle_refused, strip_media_ext
 from .frames import FrameReader, frame_options
 from .preprocess import audio_command, copy_images, ffmpeg_binary, frames_command, run_command, run_jobs, save_array
 from .spec import Loaded, fill, resolve_template, user_templates
@@ -52,16 +53,21 @@ def prepared_recipe(root: Path) -> Optional[str]:
 
 
 def build_records(dataset: str, root: Path, rows: Dict[str, List[Tuple[str, int]]],
-                  templates: Dict[str, Sequence], what: Dict[str, str]) -> Tuple[Dict[str, List[Record]], dict]:
+                  templates: Dict[str, Sequence], what: Dict[str, str],
+                  sources: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, List[Record]], dict]:
     """Records per split: for every modality the layout template matching the split's names is resolved
-    once (:func:`..spec.resolve_template`) and filled in per sample."""
+    once (:func:`..spec.resolve_template`) and filled in per sample. ``sources``: split -> the file its names
+    were read from (named if a name would leave its folder)."""
     records: Dict[str, List[Record]] = {}
     layout: Dict[str, dict] = {}
     for split, items in rows.items():
         names = [n for n, _ in items]
-        chosen = {m: resolve_template(root, t, names, split, what.get(m, m), dataset) for m, t in templates.items()}
+        src = str((sources or {}).get(split) or f"the {split} split file of {dataset}")
+        chosen = {m: resolve_template(root, t, names, split, what.get(m, m), dataset, source=src)
+                  for m, t in templates.items()}
         layout[split] = chosen
-        records[split] = [Record(n, y, {m: fill(root, t, n, split) for m, t in chosen.items()}) for n, y in items]
+        records[split] = [Record(n, y, {m: fill(root, t, n, split, src) for m, t in chosen.items()})
+                          for n, y in items]
     return records, layout
 
 
@@ -74,7 +80,8 @@ def build_av(dataset: str, root: Path, opts: dict, rows: Dict[str, List[Tuple[st
     }
     templates = {"audio": user_templates(opts.get("audio_dir"), AUDIO_FILE_EXTS) + list(audio_templates),
                  "visual": user_templates(opts.get("visual_dir")) + list(visual_templates)}
-    records, layout = build_records(dataset, root, rows, templates, {"audio": "audio files", "visual": "frame folders"})
+    records, layout = build_records(dataset, root, rows, templates, {"audio": "audio files", "visual": "frame folders"},
+                                    info.get("split_files"))
     return Loaded(records, readers, list(class_names), {**info, "layout": layout})
 
 
@@ -89,14 +96,20 @@ class ClipSource:
     video: Optional[Path] = None
     frames: Optional[Path] = None
     audio: Optional[Path] = None
+    source: str = "split file"  #: the data file the name was read from (named when the name is refused)
+
+
+def clip_paths(out: Path, clip: ClipSource, visual_dir: str = "visual", audio_dir: str = "audio") -> Tuple[Path, Path]:
+    """Where a clip's frames and audio array go; the name (read from a data file) must stay inside them."""
+    return (contained(out / visual_dir, clip.name, clip.source),
+            contained(out / audio_dir, f"{clip.name}.npy", clip.source))
 
 
 def prepare_clip(clip: ClipSource, out: Path, recipe: AudioRecipe, fps: float = 1.0, height: Optional[int] = None,
                  link: bool = False, skip_existing: bool = False, visual_dir: str = "visual",
-                 audio_dir: str = "audio") -> str:
+                 audio_dir: str = "audio", trust_pickle: bool = False) -> str:
     """Write ``out/visual/<name>/*.jpg`` and ``out/audio/<name>.npy`` for one clip; returns 'done'/'skipped'."""
-    vdst = out / visual_dir / clip.name
-    adst = out / audio_dir / f"{clip.name}.npy"
+    vdst, adst = clip_paths(out, clip, visual_dir, audio_dir)
     if skip_existing and adst.is_file() and vdst.is_dir() and any(vdst.iterdir()):
         return "skipped"
     if clip.frames is not None:
@@ -112,7 +125,7 @@ def prepare_clip(clip: ClipSource, out: Path, recipe: AudioRecipe, fps: float = 
         x, sr = read_wav(clip.audio)
         save_array(adst, recipe.compute(x, sr).numpy())
     elif clip.audio is not None:
-        arr = np.asarray(load_array_file(clip.audio), dtype=np.float32)
+        arr = np.asarray(load_array_file(clip.audio, trust_pickle), dtype=np.float32)
         arr = arr.reshape(arr.shape[-2:]) if arr.ndim > 2 and int(np.prod(arr.shape[:-2])) == 1 else arr
         if arr.ndim != 2:
             raise DataError(f"{clip.audio}: expected a 2-D spectrogram/fbank, got shape {arr.shape}")
@@ -136,8 +149,11 @@ def prepare_av_clips(clips: List[ClipSource], out: Path, args, recipe: AudioReci
     if any(c.frames is None or c.audio is None for c in todo):
         ffmpeg_binary()  # fail once, up front, if videos must be decoded and there is no ffmpeg
 
+    trust = bool(getattr(args, "trust_pickle", False))
+
     def job(c):
-        return prepare_clip(c, out, recipe, args.fps, args.frame_height, args.link, args.skip_existing)
+        return prepare_clip(c, out, recipe, args.fps, args.frame_height, args.link, args.skip_existing,
+                            trust_pickle=trust)
 
     _, errors = run_jobs(job, todo, args.workers, "clips", not args.no_progress, label=lambda c: f"clip {c.name!r}")
     return unavailable, errors
@@ -182,22 +198,37 @@ def write_split_csv(path: Path, rows: Sequence[Tuple[str, str]]) -> None:
 
 
 def prepare_av_dataset(args, dataset: str, split_rows: Dict[str, List[Tuple[str, str]]], split_files: Dict[str, str],
-                       default_recipe: str, meta: Optional[dict] = None) -> dict:
+                       default_recipe: str, meta: Optional[dict] = None,
+                       extra_files: Optional[Dict[str, bytes]] = None) -> dict:
     """Shared ``prepare`` of the audio-visual sets: canonical split files, frames, audio arrays.
 
     ``split_rows``: split -> [(name, label token)]; ``split_files``: split -> canonical file name in ``out``
-    (splits not in it are not written: the caller copies its own split file).
-    Returns the summary ``mmbalance prepare`` turns into the manifest.
+    (splits not in it are not written: the caller passes its own split file in ``extra_files``, name ->
+    bytes, written once the names are checked). Nothing is written before every clip name is known to stay
+    inside ``out``. Returns the summary ``mmbalance prepare`` turns into the manifest.
     """
     raw, out = Path(args.raw), Path(args.out)
+    sources: Dict[str, str] = {}
+    for split, rows in split_rows.items():
+        for n, _ in rows:
+            sources.setdefault(n, _split_source(meta, dataset, split))
+    idx = index_raw(raw)
+    clips = [ClipSource(n, idx.videos.get(n), idx.frames.get(n), idx.audio.get(n), sources[n]) for n in sorted(sources)]
+    # refuse, before anything is written, names that would leave OUT and pickles without the opt-in
+    for c in clips:
+        clip_paths(out, c)
+    if not getattr(args, "trust_pickle", False):
+        first = next((c.audio for c in clips if c.audio is not None and is_pickle_path(c.audio)
+                      and (c.frames is not None or c.video is not None)), None)
+        if first is not None:
+            raise pickle_refused(first)
+    recipe = get_recipe(args.audio or default_recipe)
     out.mkdir(parents=True, exist_ok=True)
+    for name, data in (extra_files or {}).items():
+        (out / name).write_bytes(data)
     for split, rows in split_rows.items():
         if split in split_files:
             write_split_csv(out / split_files[split], rows)
-    idx = index_raw(raw)
-    names = sorted({n for rows in split_rows.values() for n, _ in rows})
-    clips = [ClipSource(n, idx.videos.get(n), idx.frames.get(n), idx.audio.get(n)) for n in names]
-    recipe = get_recipe(args.audio or default_recipe)
     unavailable, errors = prepare_av_clips(clips, out, args, recipe)
     failed = {e.split("'")[1] for e in errors if e.startswith("clip '")}
     return {
@@ -208,5 +239,12 @@ def prepare_av_dataset(args, dataset: str, split_rows: Dict[str, List[Tuple[str,
     }
 
 
+def _split_source(meta: Optional[dict], dataset: str, split: str) -> str:
+    src = (meta or {}).get("split_source")
+    if isinstance(src, dict):
+        return str(src.get(split) or f"the {split} split file of {dataset}")
+    return str(src) if src else f"the {split} split file of {dataset}"
+
+
 __all__ = ["build_av", "build_records", "prepared_meta", "audio_reader", "AUDIO_FILE_EXTS", "ClipSource",
-           "prepare_clip", "prepare_av_clips", "RawIndex", "index_raw", "write_split_csv", "prepare_av_dataset"]
+           "clip_paths", "prepare_clip", "prepare_av_clips", "RawIndex", "index_raw", "write_split_csv", "prepare_av_dataset"]

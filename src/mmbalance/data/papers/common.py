@@ -267,6 +267,8 @@ class Reader:
     """Loads one modality of one record: ``read(record, train) -> Tensor``. ``kind`` names what it reads."""
 
     kind = "file"
+    #: whether pickle-based files (``.pkl``) may be read; set from ``data.trust_pickle`` (see spec.finish)
+    trust_pickle = False
 
     def read(self, record: Record, train: bool) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -404,10 +406,23 @@ def natural_key(s: str):
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]
 
 
-def load_array_file(path: Path) -> np.ndarray:
-    """A numeric array from ``.npy``, ``.npz`` (first array), ``.pt``/``.pth`` or ``.pkl``; errors name the file."""
+def pickle_refused(path: Path) -> DataError:
+    """The error for a pickle-based file read without the opt-in (``--trust-pickle``)."""
+    return DataError(f"{path}: refused: a .pkl file is read with pickle, which runs any code the file holds. If you "
+                     f"trust this file, pass --trust-pickle (config: data.trust_pickle=true); or convert it to .npy")
+
+
+def is_pickle_path(p: Any) -> bool:
+    return str(p).lower().endswith(".pkl")
+
+
+def load_array_file(path: Path, trust_pickle: bool = False) -> np.ndarray:
+    """A numeric array from ``.npy``, ``.npz`` (first array), ``.pt``/``.pth`` (weights-only) or ``.pkl``
+    (only with ``trust_pickle``: unpickling runs code from the file); errors name the file."""
     path = Path(path)
     suf = path.suffix.lower()
+    if suf == ".pkl" and not trust_pickle:
+        raise pickle_refused(path)
     try:
         if suf == ".npy":
             return np.load(path, allow_pickle=False)
@@ -423,7 +438,7 @@ def load_array_file(path: Path) -> np.ndarray:
             import pickle
 
             with open(path, "rb") as f:
-                obj = pickle.load(f)  # noqa: S301 - the user's own preprocessed files (PMR/BSS layouts)
+                obj = pickle.load(f)  # noqa: S301 - opted in with trust_pickle (PMR/BSS layouts)
             return _to_numpy(obj, path)
     except DataError:
         raise
@@ -466,5 +481,6 @@ __all__ = [
     "dataset_options", "selected_modalities", "require_root", "resolve_path", "read_split_file",
     "labels_from_tokens", "normalise_class_name", "strip_media_ext", "find_file", "find_dir",
     "stratified_holdout", "holdout_size", "drop_or_fail", "sha256_file", "natural_key", "load_array_file",
+    "pickle_refused", "is_pickle_path",
     "fix_length", "ceil_div",
 ]

@@ -146,8 +146,6 @@ def prepare(args) -> dict:
             raise DataError(f"kinetics-sounds: {files[k]} row {missing[0]!r} has no label")
     out_files = {k: f"{k}.csv" for k in rows}
     cls = find_file(split_dir, CLASS_FILES)
-    if cls is not None:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        (Path(args.out) / "classes.txt").write_text("\n".join(read_class_file(cls)) + "\n")
+    extra = {"classes.txt": ("\n".join(read_class_file(cls)) + "\n").encode()} if cls is not None else {}
     return prepare_av_dataset(args, "kinetics-sounds", rows, out_files, "ks-fbank",
-                              {"split_source": {k: str(v) for k, v in files.items()}})
+                              {"split_source": {k: str(v) for k, v in files.items()}}, extra_files=extra)

@@ -1,7 +1,8 @@
 """CMU-MOSI (Zadeh et al. 2016): opinion video segments; text + audio + visual features (3 modalities).
 
 Reads the MulT-style pickle (``mosi_data.pkl`` aligned / ``mosi_data_noalign.pkl``, also MOSEI's
-``mosei_senti_data.pkl``): a dict ``{train, valid, test}``, each a dict with ``text`` [N, L, 300 GloVe],
+``mosei_senti_data.pkl``) -- only with ``data.trust_pickle`` / ``--trust-pickle``, since unpickling runs code
+from the file: a dict ``{train, valid, test}``, each a dict with ``text`` [N, L, 300 GloVe],
 ``audio`` [N, L, 5 (MOSI COVAREP) / 74], ``vision`` [N, L, 20 (Facet) / 35], ``labels`` [N, 1, 1] sentiment
 in [-3, 3] (and ``id``). ``-inf`` audio values (log of zero energy) become 0, as in MulT. Splits 1,284 /
 229 / 686.
@@ -21,7 +22,8 @@ import torch
 
 from ...config import DataConfig
 from ..base import DataError, MultimodalDataset, Splits
-from .common import dataset_options, require_root, selected_modalities
+from ..validate import require_two_classes
+from .common import dataset_options, pickle_refused, require_root, selected_modalities
 from .spec import attach_prepare, in_memory_dataset
 
 DEFAULTS = {"file": None, "labels": "binary"}
@@ -48,10 +50,13 @@ def find_pickle(root: Path, opts: dict) -> Path:
     raise DataError(f"mosi: no {FILES[0]} (or {', '.join(FILES[1:3])}) under {root}; set data.options.file")
 
 
-def read_pickle(path: Path) -> dict:
+def read_pickle(path: Path, trust_pickle: bool = False) -> dict:
+    """The MulT pickle; only with ``trust_pickle`` (``--trust-pickle``): unpickling runs code from the file."""
+    if not trust_pickle:
+        raise pickle_refused(path)
     try:
         with open(path, "rb") as f:
-            obj = pickle.load(f)  # noqa: S301 - the user's own MulT-style data file
+            obj = pickle.load(f)  # noqa: S301 - opted in with trust_pickle
     except Exception as e:  # noqa: BLE001
         raise DataError(f"cannot read {path} (truncated or corrupt?): {type(e).__name__}: {e}") from None
     if not isinstance(obj, dict):
@@ -91,7 +96,7 @@ def build(cfg: DataConfig) -> Splits:
     opts = dataset_options("mosi", cfg, DEFAULTS)
     root = require_root(cfg, "mosi")
     path = find_pickle(root, opts)
-    data = read_pickle(path)
+    data = read_pickle(path, bool(cfg.trust_pickle))
     mods = selected_modalities(cfg, list(KEYS), "mosi")
     parts = {}
     for split in ("train", "val", "test"):
@@ -105,6 +110,7 @@ def build(cfg: DataConfig) -> Splits:
                 raise DataError(f"{path}: split {split!r}: {m} has {len(x)} samples but labels has {len(y)}")
             inputs[m] = torch.from_numpy(np.ascontiguousarray(x[keep]))
         parts[split] = MultimodalDataset(inputs, torch.from_numpy(y[keep]), len(names), names, f"mosi/{split}")
+    require_two_classes(parts["train"].labels, "mosi/train")
     return Splits(**parts)
 
 
@@ -115,7 +121,7 @@ def prepare(args) -> dict:
 
     raw, out = Path(args.raw), Path(args.out)
     src = raw if raw.is_file() else find_pickle(raw, {})
-    data = read_pickle(src)
+    data = read_pickle(src, bool(getattr(args, "trust_pickle", False)))
     for split in ("train", "val", "test"):
         split_arrays(data, split, src)
     out.mkdir(parents=True, exist_ok=True)

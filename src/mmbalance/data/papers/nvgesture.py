@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..base import DataError
+from ..paths import contained
 from .av import build_records
 from .common import find_file, labels_from_tokens, read_split_file, resolve_path
 from .frames import FlowReader, FrameReader, FrameTransform, frame_options
@@ -45,11 +46,17 @@ def parse_lst(path: Path) -> List[dict]:
         rel = fields["path"].lstrip("./")
         name = re.sub(r"^Video_data/", "", rel).replace("/", "_")
         rng = {}
-        for key in ("color", "depth"):
-            if key in fields:
-                _, s, e = fields[key].rsplit(":", 2)
-                rng[key] = (int(s), int(e))
-        out.append({"name": name, "label": int(fields["label"]) - 1, "dir": rel, "ranges": rng, "line": ln})
+        try:
+            for key in ("color", "depth"):
+                if key in fields:
+                    _, s, e = fields[key].rsplit(":", 2)
+                    rng[key] = (int(s), int(e))
+            label = int(fields["label"]) - 1
+        except ValueError:
+            raise DataError(f"{path}: line {ln}: label or frame range is not an integer ({line[:80]!r})") from None
+        if not 0 <= label < len(CLASSES):
+            raise DataError(f"{path}: line {ln}: label {label + 1} is not in 1..{len(CLASSES)}")
+        out.append({"name": name, "label": label, "dir": rel, "ranges": rng, "line": ln})
     return out
 
 
@@ -91,7 +98,7 @@ def load(root: Path, opts: dict) -> Loaded:
                "flow": FlowReader("flow", n, flow_t, sampling)}
     records, layout = build_records("nvgesture", root, rows, TEMPLATES,
                                     {"rgb": "RGB frame folders", "depth": "depth frame folders",
-                                     "flow": "flow folders"})
+                                     "flow": "flow folders"}, used)
     return Loaded(records, readers, CLASSES, {"split_files": used, "layout": layout})
 
 
@@ -114,14 +121,21 @@ def prepare(args) -> dict:
     for split in ("train", "test"):
         p = find_file(split_dir, [LST[split]])
         if p is not None:
-            lists[split] = parse_lst(p)
+            lists[split] = [dict(r, source=f"{p} line {r['line']}") for r in parse_lst(p)]
         else:
             q = find_file(split_dir, [f"{split}.csv", f"{split}.txt"])
             if q is None:
                 raise DataError(f"nvgesture: no {LST[split]} (or {split}.csv) under {split_dir}")
             srows = read_split_file(q)
-            lists[split] = [{"name": r.name, "label": y, "dir": None, "ranges": {}}
+            lists[split] = [{"name": r.name, "label": y, "dir": None, "ranges": {}, "source": f"{q} line {r.line}"}
                             for r, y in zip(srows, labels_from_tokens(srows, CLASSES, str(q)))]
+    # names and folders come from the lists: refuse any that would leave RAW or OUT before writing anything
+    paths = {}
+    for r in (r for rs in lists.values() for r in rs):
+        paths[r["name"]] = {
+            "dst": {mod: contained(out / mod, r["name"], r["source"]) for mod in ("rgb", "depth")},
+            "pre": {mod: contained(raw / mod, r["name"], r["source"]) for mod in ("rgb", "depth")},
+            "dir": contained(raw, r["dir"], r["source"]) if r["dir"] else None}
     out.mkdir(parents=True, exist_ok=True)
     for split, rs in lists.items():
         (out / f"{split}.csv").write_text("".join(f"{r['name']},{r['label']}\n" for r in rs))
@@ -130,16 +144,16 @@ def prepare(args) -> dict:
     unavailable = []
 
     def job(r):
-        name = r["name"]
+        name, where = r["name"], paths[r["name"]]
         for mod, video in (("rgb", "sk_color"), ("depth", "sk_depth")):
-            dst = out / mod / name
+            dst = where["dst"][mod]
             if args.skip_existing and dst.is_dir() and any(dst.iterdir()):
                 continue
-            pre = raw / mod / name
+            pre = where["pre"][mod]
             if pre.is_dir():
                 copy_images(pre, dst, args.link)
                 continue
-            vid = raw / r["dir"] / f"{video}.avi" if r["dir"] else None
+            vid = where["dir"] / f"{video}.avi" if where["dir"] else None
             if vid is None or not vid.is_file():
                 raise DataError(f"no {mod} frames ({pre}) and no video ({vid})")
             dst.mkdir(parents=True, exist_ok=True)
@@ -147,12 +161,12 @@ def prepare(args) -> dict:
             run_command(frames_command(vid, dst, 0, args.frame_height, ffmpeg=ffmpeg_binary(), frame_range=rng),
                         f"{mod} frames of {vid}")
         if flow_root is not None:
-            copy_flow(flow_root, name, out, args.link)
+            copy_flow(flow_root, name, out, args.link, r["source"])
         return "done"
 
     for r in items:
-        has_frames = (raw / "rgb" / r["name"]).is_dir()
-        has_video = r["dir"] is not None and (raw / r["dir"]).is_dir()
+        has_frames = paths[r["name"]]["pre"]["rgb"].is_dir()
+        has_video = paths[r["name"]]["dir"] is not None and paths[r["name"]]["dir"].is_dir()
         if not (has_frames or has_video):
             unavailable.append(r["name"])
     todo = [r for r in items if r["name"] not in set(unavailable)]

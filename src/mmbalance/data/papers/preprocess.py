@@ -147,14 +147,17 @@ def copy_images(src_dir: Path, dst_dir: Path, link: bool = False) -> int:
     return len(files)
 
 
-def copy_flow(flow_root: Path, name: str, out: Path, link: bool = False) -> None:
+def copy_flow(flow_root: Path, name: str, out: Path, link: bool = False, source: str = "split file") -> None:
     """Copy pre-computed optical flow of clip ``name`` into ``out/flow/{u,v}/name``. Accepts both common
-    layouts: ``flow_root/{u,v}/name`` and ``flow_root/name/{u,v}``."""
+    layouts: ``flow_root/{u,v}/name`` and ``flow_root/name/{u,v}``. ``name`` comes from ``source`` (a data
+    file) and must stay inside those folders."""
+    from ..paths import contained
+
     for comp in ("u", "v"):
-        src = flow_root / comp / name
+        src = contained(flow_root / comp, name, source)
         if not src.is_dir():
-            src = flow_root / name / comp
-        copy_images(src, out / "flow" / comp / name, link)
+            src = contained(flow_root, f"{name}/{comp}", source)
+        copy_images(src, contained(out / "flow" / comp, name, source), link)
 
 
 def copy_file(src: Path, dst: Path, link: bool = False) -> None:
@@ -235,7 +238,7 @@ def read_manifest(root: Path) -> Dict[str, Any]:
         m = json.loads(p.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{p}: corrupt manifest: {e}") from None
-    if not isinstance(m, dict) or "files" not in m:
+    if not isinstance(m, dict) or not isinstance(m.get("files"), dict):
         raise DataError(f"{p}: not an mmbalance manifest")
     return m
 
@@ -243,12 +246,19 @@ def read_manifest(root: Path) -> Dict[str, Any]:
 def check_files(root: Path, manifest: Dict[str, Any], hashes: bool = True, workers: int = 1,
                 progress: bool = True) -> Tuple[List[str], List[str]]:
     """Compare the tree with the manifest: (missing files, corrupt files) as relative paths."""
+    from ..paths import contained
+
     root = Path(root)
     items = sorted(manifest["files"].items())
+    # entries are names read from a file: every one must stay under root before any file is looked at
+    source = str(root / MANIFEST)
+    paths = {rel: contained(root, rel, source) for rel, _ in items}
 
     def check(item):
         rel, info = item
-        p = root / rel
+        p = paths[rel]
+        if not isinstance(info, dict):
+            return "corrupt"
         if not p.is_file():
             return "missing"
         if p.stat().st_size != info.get("size"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..base import DataError
+from ..paths import contained
 from .common import find_dir, find_file
 from .spec import attach_prepare, paper_dataset
 from .text import IMAGE_TEXT_OPTIONS, add_text_arguments, load_image_text, prepare_image_text
@@ -56,7 +57,9 @@ def read_raw(path: Path, image_dir: Path) -> List[dict]:
         if label not in (0, 1):
             raise DataError(f"{path}: line {ln}: label {label!r} is not 0 or 1")
         sid = sid[:-4] if sid.endswith(".jpg") else sid
-        rows.append({"id": sid, "image": str(image_dir / f"{sid}.jpg"), "label": label, "text": text})
+        where = f"{path} line {ln}"
+        rows.append({"id": sid, "image": str(contained(image_dir, f"{sid}.jpg", where)), "label": label, "text": text,
+                     "where": where})
     return rows
 
 

@@ -17,8 +17,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from ...config import DataConfig
 from ...registry import DATASETS
 from ..base import DataError, Splits
-from .common import (FileSource, Reader, Record, dataset_options, drop_or_fail, holdout_size, require_root,
-                     selected_modalities, stratified_holdout)
+from ..paths import contained
+from ..validate import require_two_classes
+from .common import (FileSource, Reader, Record, dataset_options, drop_or_fail, holdout_size, is_pickle_path,
+                     pickle_refused, require_root, selected_modalities, stratified_holdout)
 
 #: options every file-based audio-visual / frames dataset accepts (documented in docs/datasets.md)
 COMMON_OPTIONS: Dict[str, Any] = {
@@ -145,6 +147,7 @@ def finish(spec: PaperDataset, cfg: DataConfig, opts: Dict[str, Any], loaded: Lo
     name = spec.name
     mods = selected_modalities(cfg, list(loaded.readers), name)
     readers = {m: loaded.readers[m] for m in mods}
+    trust_pickles(loaded.records, readers, bool(cfg.trust_pickle))
     recs = {k: drop_or_fail(name, v, readers, opts.get("missing", "error"), k) for k, v in loaded.records.items()}
     if opts.get("val") not in ("auto", "file", "stratified"):
         raise DataError(f"dataset {name!r}: option val={opts.get('val')!r} must be auto, file or stratified")
@@ -162,6 +165,7 @@ def finish(spec: PaperDataset, cfg: DataConfig, opts: Dict[str, Any], loaded: Lo
     for k in ("train", "val", "test"):
         if not recs.get(k):
             raise DataError(f"dataset {name!r}: split {k!r} is empty")
+    require_two_classes([r.label for r in recs["train"]], f"{name}/train")
     sources = {k: FileSource(f"{name}/{k}", recs[k], readers, loaded.class_names) for k in ("train", "val", "test")}
     if opts.get("cache"):
         from .cache import cached_source
@@ -169,6 +173,22 @@ def finish(spec: PaperDataset, cfg: DataConfig, opts: Dict[str, Any], loaded: Lo
         cache_dir = Path(opts["cache_dir"]).expanduser() if opts.get("cache_dir") else root / "cache"
         sources = {k: cached_source(s, cache_dir, opts) for k, s in sources.items()}
     return Splits(**sources)
+
+
+def trust_pickles(records: Dict[str, List[Record]], readers: Dict[str, Reader], trust: bool) -> None:
+    """Let ``readers`` read ``.pkl`` files only if ``trust`` (``data.trust_pickle``); without it, refuse now,
+    naming the first such file, rather than in the middle of training."""
+    for reader in readers.values():
+        reader.trust_pickle = trust
+    if trust:
+        return
+    for recs in records.values():
+        for r in recs:
+            for m in readers:
+                p = r.paths.get(m)
+                for q in (p if isinstance(p, (list, tuple)) else [p]):
+                    if q is not None and is_pickle_path(q):
+                        raise pickle_refused(Path(q))
 
 
 # ---------------------------------------------------------------------------------------------- layout helpers
@@ -187,17 +207,18 @@ def lenient_layout():
 
 
 def resolve_template(root: Path, templates: Sequence[Any], names: Sequence[str], split: str, what: str,
-                     dataset: str, probe: int = 25):
+                     dataset: str, probe: int = 25, source: str = "split file"):
     """Pick the layout template that matches the most of the first ``probe`` sample names.
 
     A template is a string (``"visual/{name}"``, ``"audio/{split}_fbank/{name}.npy"``) or a tuple of
-    strings (optical flow u/v folders). Returns the template; fails listing what was tried.
+    strings (optical flow u/v folders). Returns the template; fails listing what was tried. Names come from
+    ``source`` (a data file): one that would leave its folder is refused before anything is looked up.
     """
     sample = list(names[:probe])
     best, best_hits = None, 0
     for t in templates:
         parts = t if isinstance(t, tuple) else (t,)
-        hits = sum(all(os.path.exists(root / p.format(name=n, split=split)) for p in parts) for n in sample)
+        hits = sum(all(os.path.exists(template_path(root, p, n, split, source)) for p in parts) for n in sample)
         if hits > best_hits:
             best, best_hits = t, hits
     if best is None and _LENIENT.get():
@@ -211,10 +232,19 @@ def resolve_template(root: Path, templates: Sequence[Any], names: Sequence[str],
     return best
 
 
-def fill(root: Path, template, name: str, split: str):
+def template_path(root: Path, template: str, name: str, split: str, source: str = "split file") -> Path:
+    """``root / template`` filled with ``name``; the name (from a data file) must stay inside the folder the
+    template puts it in (``visual/{name}`` -> below ``root/visual``), see :func:`..paths.contained`."""
+    head, _, tail = template.partition("{name}")
+    folder = os.path.dirname(head.format(split=split))
+    rest = head.format(split=split)[len(folder):].lstrip("/") + name + tail.format(split=split)
+    return contained(root / folder, rest, source)
+
+
+def fill(root: Path, template, name: str, split: str, source: str = "split file"):
     if isinstance(template, tuple):
-        return tuple(str(root / p.format(name=name, split=split)) for p in template)
-    return str(root / template.format(name=name, split=split))
+        return tuple(str(template_path(root, p, name, split, source)) for p in template)
+    return str(template_path(root, template, name, split, source))
 
 
 def user_templates(opt: Optional[str], exts: Sequence[str] = ("",)) -> List[str]:
@@ -228,4 +258,4 @@ def user_templates(opt: Optional[str], exts: Sequence[str] = ("",)) -> List[str]
 __all__ = ["COMMON_OPTIONS", "FRAME_OPTIONS", "AUDIO_OPTIONS", "LAYOUT_OPTIONS", "Loaded", "PaperDataset",
            "PAPER_DATASETS", "paper_dataset", "in_memory_dataset", "attach_prepare", "build_splits", "finish",
            "resolve_template",
-           "fill", "user_templates", "val_count", "lenient_layout"]
+           "fill", "template_path", "user_templates", "val_count", "lenient_layout", "trust_pickles"]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..base import DataError
+from ..paths import contained
 from .common import Reader, Record, fix_length, load_array_file, resolve_path
 from .frames import ImageReader, frame_options
 from .spec import COMMON_OPTIONS, Loaded
@@ -49,7 +50,7 @@ class TextFeatureReader(Reader):
 
     def read(self, record: Record, train: bool) -> torch.Tensor:
         key = record.paths[self.modality]
-        arr = self.table[key] if self.table is not None else load_array_file(Path(key))
+        arr = self.table[key] if self.table is not None else load_array_file(Path(key), self.trust_pickle)
         x = torch.from_numpy(np.ascontiguousarray(arr)).float()
         while x.dim() > 2 and x.shape[0] == 1:
             x = x[0]
@@ -137,19 +138,21 @@ def load_image_text(dataset: str, root: Path, opts: dict, classes: Sequence[str]
         ys = labels_from_tokens(srows, classes, str(p))
         recs = []
         for r, y in zip(rows, ys):
-            text_key = r["id"] if table is not None else _text_file(text_dir, r["id"])
-            recs.append(Record(r["id"], y, {"image": str(root / "images" / r["image"]), "text": text_key}))
+            where = f"{p} line {r['line']}"
+            text_key = r["id"] if table is not None else _text_file(text_dir, r["id"], where)
+            recs.append(Record(r["id"], y, {"image": str(contained(root / "images", r["image"], where)),
+                                            "text": text_key}))
         records[split] = recs
     readers = {"image": ImageReader("image", frame_options(opts)),
                "text": TextFeatureReader("text", table, opts.get("text_len"))}
     return Loaded(records, readers, list(classes), {"split_files": {k: str(v) for k, v in files.items()}})
 
 
-def _text_file(text_dir: Path, sid: str) -> str:
-    npy = text_dir / f"{sid}.npy"
+def _text_file(text_dir: Path, sid: str, where: str) -> str:
+    npy = contained(text_dir, f"{sid}.npy", where)
     if npy.exists():
         return str(npy)
-    pt = text_dir / f"{sid}.pt"
+    pt = contained(text_dir, f"{sid}.pt", where)
     return str(pt) if pt.exists() else str(npy)
 
 
@@ -220,16 +223,19 @@ def prepare_image_text(args, dataset: str, splits: Dict[str, List[dict]], classe
     from .preprocess import copy_file, run_jobs, save_array
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     all_rows = [r for rs in splits.values() for r in rs]
+    # sample ids come from the raw split files: refuse any that would leave OUT before anything is written
+    dst = {r["id"]: (contained(out / "images", Path(r["image"]).name, r.get("where", dataset)),
+                     contained(out / "text", f"{r['id']}.npy", r.get("where", dataset))) for r in all_rows}
     feats: Dict[str, np.ndarray] = {}
     if args.text_features:
         src = Path(args.text_features)
         if src.is_dir():
             for r in all_rows:
                 for ext in (".npy", ".pt"):
-                    if (src / f"{r['id']}{ext}").is_file():
-                        feats[r["id"]] = load_array_file(src / f"{r['id']}{ext}")
+                    f = contained(src, f"{r['id']}{ext}", r.get("where", dataset))
+                    if f.is_file():
+                        feats[r["id"]] = load_array_file(f)
                         break
         else:
             feats = load_feature_table(src)
@@ -245,10 +251,12 @@ def prepare_image_text(args, dataset: str, splits: Dict[str, List[dict]], classe
             unavailable.add(r["id"])
 
     def job(r):
-        copy_file(Path(r["image"]), out / "images" / Path(r["image"]).name, args.link)
-        save_array(out / "text" / f"{r['id']}.npy", feats[r["id"]])
+        image, text = dst[r["id"]]
+        copy_file(Path(r["image"]), image, args.link)
+        save_array(text, feats[r["id"]])
         return "done"
 
+    out.mkdir(parents=True, exist_ok=True)
     todo = [r for r in all_rows if r["id"] not in unavailable]
     _, errors = run_jobs(job, todo, args.workers, "samples", not args.no_progress,
                          label=lambda r: f"sample {r['id']!r}")

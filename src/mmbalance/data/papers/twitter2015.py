@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from ..base import DataError
+from ..paths import contained
 from .common import find_dir, find_file
 from .spec import attach_prepare, paper_dataset
 from .text import IMAGE_TEXT_OPTIONS, add_text_arguments, load_image_text, prepare_image_text
@@ -43,8 +44,9 @@ def read_tsv(path: Path, split: str, image_dir: Path) -> List[dict]:
             idx, label, image, tweet, target = (x.strip() for x in row[:5])
             if label not in ("0", "1", "2"):
                 raise DataError(f"{path}: line {ln}: label {label!r} is not 0, 1 or 2")
-            rows.append({"id": f"{split}_{idx}", "image": str(image_dir / image), "label": int(label),
-                         "text": tweet.replace("$T$", target)})
+            where = f"{path} line {ln}"
+            rows.append({"id": f"{split}_{idx}", "image": str(contained(image_dir, image, where)), "label": int(label),
+                         "text": tweet.replace("$T$", target), "where": where})
     return rows
 
 

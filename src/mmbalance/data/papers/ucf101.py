@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from ..base import DataError
+from ..paths import contained
 from .av import build_records
 from .common import FLOW_MEAN, FLOW_STD, find_file, labels_from_tokens, read_split_file, resolve_path
 from .frames import FlowReader, FrameReader, FrameTransform, frame_options
@@ -80,7 +81,7 @@ def load(root: Path, opts: dict) -> Loaded:
                  "flow": ([(f"{opts['flow_dir'].rstrip('/')}/u/{{name}}", f"{opts['flow_dir'].rstrip('/')}/v/{{name}}")]
                           if opts.get("flow_dir") else []) + FLOW}
     records, layout = build_records("ucf101", root, rows, templates,
-                                    {"rgb": "RGB frame folders", "flow": "flow folders"})
+                                    {"rgb": "RGB frame folders", "flow": "flow folders"}, files)
     return Loaded(records, readers, classes, {"split_files": {k: str(p) for k, p in files.items()}, "layout": layout})
 
 
@@ -101,6 +102,9 @@ def prepare(args) -> dict:
     files = split_files(split_dir, {"fold": args.fold, "val": "stratified"})
     classes = read_class_file(files["classes"])
     rows = {k: read_rows(files[k], classes) for k in ("train", "test")}
+    sources = {n: str(files[k]) for k in ("train", "test") for n, _ in rows[k]}
+    # clip names come from the lists: refuse any that would leave OUT before anything is written
+    dst = {n: contained(out / "rgb", n, src) for n, src in sources.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "classInd.txt").write_text("".join(f"{i + 1} {c}\n" for i, c in enumerate(classes)))
     for k in ("train", "test"):  # canonical lists: Class/name.avi <1-based label>
@@ -111,16 +115,16 @@ def prepare(args) -> dict:
     unavailable = []
 
     def job(name):
-        dst = out / "rgb" / name
-        if not (args.skip_existing and dst.is_dir() and any(dst.iterdir())):
+        d = dst[name]
+        if not (args.skip_existing and d.is_dir() and any(d.iterdir())):
             if name in idx.frames:
-                copy_images(idx.frames[name], dst, args.link)
+                copy_images(idx.frames[name], d, args.link)
             else:
-                dst.mkdir(parents=True, exist_ok=True)
-                run_command(frames_command(idx.videos[name], dst, args.fps, args.frame_height, ffmpeg=ffmpeg_binary()),
+                d.mkdir(parents=True, exist_ok=True)
+                run_command(frames_command(idx.videos[name], d, args.fps, args.frame_height, ffmpeg=ffmpeg_binary()),
                             f"frames of {idx.videos[name]}")
         if flow_root is not None:
-            copy_flow(flow_root, name, out, args.link)
+            copy_flow(flow_root, name, out, args.link, sources[name])
         return "done"
 
     todo = []

@@ -110,8 +110,6 @@ def prepare(args) -> dict:
         raise DataError(f"vggsound: no vggsound.csv under {split_dir} (pass --splits DIR)")
     fmt = getattr(args, "name_format", "{ytid}_{start}")
     rows, _ = read_vggsound_csv(csv_path, fmt)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "vggsound.csv").write_bytes(csv_path.read_bytes())
     return prepare_av_dataset(args, "vggsound", rows, {}, "ogm-vggsound",
-                              {"split_source": str(csv_path), "name_format": fmt})
+                              {"split_source": str(csv_path), "name_format": fmt},
+                              extra_files={"vggsound.csv": csv_path.read_bytes()})

@@ -225,7 +225,7 @@ class AudioReader(Reader):
                 raise DataError(f"{path}: a waveform needs an audio recipe (data.options.audio)")
             x, sr = read_wav(path)
             return self.recipe.compute(x, sr)
-        arr = load_array_file(path)
+        arr = load_array_file(path, self.trust_pickle)
         t = torch.from_numpy(np.ascontiguousarray(arr)).float()
         while t.dim() > 2 and t.shape[0] == 1:
             t = t[0]
