@@ -24,18 +24,29 @@ if TYPE_CHECKING:
 class DUSRL(DUSBase):
     """DUS-RL (reconstructed): a REINFORCE policy picks a batch-size multiplier per modality.
 
-    Every decision (``update_every`` steps) the policy observes ``o = [ŝ^(1..M), ρ^(1..M), n^(1..M)/N_B,
-    t/T]`` (T = planned steps of the run) and samples, per modality, a multiplier ``a_j`` from
-    ``actions``; the sizes are ``N_B·a_j`` through the same bounds and budget preservation as DUS-H
-    (with preservation only the ratios matter). The reward of an action, measured at the next decision,
-    is ``r = -spread(ŝ) + η·(s̄_mm,new - s̄_mm,old)``, where spread is ``max-min`` (= ``|ŝ^(1)-ŝ^(2)|``
-    for two modalities) or ``std``, and ``s̄_mm`` is the mean probability of the true class from the
-    fused head (sum of heads if there is no fused output) over the decision's window. Every
-    ``policy_update_every`` transitions, REINFORCE: ``loss = -mean_i (G_i - b)·log π(a_i|o_i)
-    - β·mean_i H(π(·|o_i))`` (the mean instead of the spec's sum only rescales the Adam step), with
-    discounted returns ``G_i`` (γ_RL), EMA baseline ``b`` (initialised to the first episode's mean
-    return), Adam. The policy runs on the CPU on the floats already read back for the decision (no
-    extra sync). All of this is [RECON] (spec §3.3); the paper only says REINFORCE is used.
+    Every decision (``update_every`` steps: a *window*) the policy observes ``o = [ŝ, ρ, n/N_B, t/T]``
+    (``state``; T = planned steps) and samples, per modality, a multiplier ``a_j`` from ``actions``; the
+    sizes are ``N_B·a_j`` through the same bounds and budget preservation as DUS-H (with preservation
+    only the ratios matter), and they hold for the window. Its reward is measured at the window's end:
+
+    * default ``weakest_gain``: the decrease, over the window, of the probe loss of the modality whose probe
+      loss was the highest at the window's start; the probe (:func:`~.reward.probe_losses`) is a fixed
+      set of ``probe_size`` samples of ``probe_split``, evaluated after the optimizer step that ends each
+      window, so the reward sees what the window's updates did (``fused_gain``, ``own_gain``: other
+      window rewards);
+    * ``spread`` (spec): ``-spread(ŝ) + η·(s̄_mm,new - s̄_mm,old)`` from the window's own forward passes,
+      which run *before* the updates they feed: with one-step windows it cannot see the action.
+
+    Every ``policy_update_every`` transitions, REINFORCE (:meth:`~.policy.Reinforce.loss`): ``loss =
+    -mean_t Σ_j A_t·log π_j(a_t,j|o_t) - β_t·mean_t H(π(·|o_t))`` with discounted returns (``rl_gamma``;
+    default 0: a contextual bandit), advantages from a per-transition running baseline and scale
+    (``advantage=running``; ``episode``: the spec's per-episode EMA baseline; one per modality with
+    ``own_gain``), β from ``entropy_coef`` to ``entropy_final`` over the run, Adam. ``warm_start=imitate``
+    clones DUS-H's allocation in the warm-up states before the policy acts. The per-window diagnostic
+    (:mod:`.signal`, logged under ``signal/``) measures how much of the reward the action explains.
+    The policy runs on the CPU on floats read back once per window (decision, probe and diagnostic).
+    All of this is [RECON] (spec §3.3; the paper only says REINFORCE is used); the defaults are the
+    design measured in docs/results/dus.md, the spec's is :data:`~.rl_options.SPEC_DESIGN`.
 
     Warm-up: for the first ``warmup_epochs`` epochs the sizes come from DUS-H and no transitions are
     recorded (REINFORCE is on-policy, so heuristic actions cannot be used for the gradient); it lets
