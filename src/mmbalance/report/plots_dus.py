@@ -1,6 +1,7 @@
 """Plots for DUS runs (reconstructed method): per-modality batch size over training steps (the paper's
 Fig. 4) and the cumulative modality score ŝ per modality (Fig. 5), plus the discrepancy ρ and, for
-DUS-RL, the mean reward per epoch."""
+DUS-RL, the mean reward per epoch and the reward-signal diagnostic (does the allocation explain the reward
+and the learning it causes? ``dus_rl_signal.png``)."""
 from __future__ import annotations
 
 import pathlib
@@ -115,7 +116,80 @@ def plot(run_dir: pathlib.Path, out_dir: pathlib.Path) -> List[pathlib.Path]:
         p = out_dir / "dus_scores.png"
         fig.savefig(p, dpi=110)
         written.append(p)
-    return written
+    signal = plot_signal(records, out_dir / "dus_rl_signal.png", method)
+    return written + ([signal] if signal else [])
+
+
+_SIGNAL_CORR = re.compile(r"^dus-rl/signal/(?P<what>corr_[a-z_]+)/(?P<m>.+)$")
+
+
+def signal_series(records: List[dict]) -> Dict[str, np.ndarray]:
+    """DUS-RL's per-window diagnostic series over the run (``x/<m>``, ``reward``, ``gain/<m>``, ``gain/fused``)."""
+    out: Dict[str, list] = {}
+    for r in records:
+        for k, v in (r.get("steps") or {}).items():
+            if k.startswith("dus-rl/signal/"):
+                out.setdefault(k[len("dus-rl/signal/"):], []).extend(float(x) for x in v)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def plot_signal(records: List[dict], path: pathlib.Path, title: str = "dus-rl") -> "pathlib.Path | None":
+    """Left: each decision window's share of the first modality (``x = mean n / N_B``) against the reward the
+    policy got for it and the probe-loss decreases it caused (points and least-squares lines). Right: the
+    run's correlations of every modality's ``x`` with each outcome (``dus-rl/signal/corr_*``, last epoch),
+    with the share of the reward's variance the allocation explains (R²) and the policy entropy."""
+    from matplotlib.figure import Figure
+
+    series = signal_series(records)
+    last = (records[-1].get("plugins") or {}) if records else {}
+    corrs: Dict[str, Dict[str, float]] = {}
+    for k, v in last.items():
+        mt = _SIGNAL_CORR.match(k)
+        if mt:
+            corrs.setdefault(mt["what"], {})[mt["m"]] = float(v)
+    xs = [k for k in series if k.startswith("x/")]  # in the run's modality order
+    if not xs or "reward" not in series or len(series["reward"]) < 3:
+        return None
+    fig = Figure(figsize=(13, 4.5))
+    axes = fig.subplots(1, 2)
+    x = series[xs[0]]
+    outcomes = [("reward", "reward", "k")] + [(k, f"probe-loss decrease, {k[5:]}", f"C{i + 2}")
+                                               for i, k in enumerate(k for k in series if k.startswith("gain/"))]
+    for key, label, color in outcomes:
+        y = series[key]
+        if len(y) != len(x):
+            continue
+        z = (y - y.mean()) / (y.std() or 1.0)  # standardised, so the outcomes share one axis
+        axes[0].scatter(x, z, s=8, alpha=0.35, color=color)
+        if np.ptp(x) > 0:
+            slope, icpt = np.polyfit(x, z, 1)
+            grid = np.linspace(x.min(), x.max(), 2)
+            r = np.corrcoef(x, y)[0, 1]
+            axes[0].plot(grid, slope * grid + icpt, color=color, lw=2, label=f"{label} (r = {r:+.2f})")
+    axes[0].set_xlabel(f"{xs[0][2:]}'s samples in the window / N_B")
+    axes[0].set_ylabel("outcome of the window (standardised)")
+    axes[0].set_title(f"{len(x)} decision windows")
+    axes[0].legend(fontsize=8, loc="best")
+    names = sorted(corrs)
+    mods = [k[2:] for k in xs] or sorted({m for d in corrs.values() for m in d})
+    width = 0.8 / max(len(mods), 1)
+    for i, m in enumerate(mods):
+        axes[1].bar(np.arange(len(names)) + i * width, [corrs[n].get(m, np.nan) for n in names], width,
+                    label=f"x of {m}", color=f"C{i}")
+    axes[1].axhline(0, color="grey", lw=0.8)
+    axes[1].set_xticks(np.arange(len(names)) + width * (len(mods) - 1) / 2)
+    axes[1].set_xticklabels([n[5:] for n in names], rotation=25, ha="right", fontsize=8)
+    axes[1].set_ylabel("correlation over the run's windows")
+    r2, ent = last.get("dus-rl/signal/r2_reward"), last.get("dus-rl/policy_entropy")
+    info = [f"R²(reward ~ allocation) = {r2:.3f}" if r2 is not None else "",
+            f"policy entropy (end) = {ent:.2f}" if ent is not None else ""]
+    axes[1].set_title("; ".join(t for t in info if t) or "correlations")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"{title}: does the allocation carry the reward's signal?")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
 
 
 def _epoch_marks(ax, starts: List[int]) -> None:

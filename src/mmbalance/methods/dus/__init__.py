@@ -15,7 +15,8 @@ the paired rows' labels, so the host method's loss runs on the paired part.
 
 The package: :mod:`.allocation` (scores and size allocation, pure math), :mod:`.policy` (DUS-RL's
 REINFORCE policy), :mod:`.batcher` (the per-modality batches), :mod:`.base` (what both plug-ins share),
-:mod:`.heuristic` (DUS-H) and :mod:`.rl` (DUS-RL).
+:mod:`.heuristic` (DUS-H), :mod:`.rl` (DUS-RL, options in :mod:`.rl_options`), :mod:`.reward` (DUS-RL's
+probe losses, rewards and advantage normaliser) and :mod:`.signal` (the reward-signal diagnostic).
 
 Host synchronisation: the sizes of step t+1 must be Python integers when the batcher yields, so the
 plug-in reads its (device) scores back to the host once per *decision* (``update_every`` steps; 1 by
@@ -26,8 +27,12 @@ from .base import DUSBase
 from .batcher import DUSBatcher
 from .heuristic import DUSHeuristic
 from .policy import FactorisedPolicy, Reinforce, discounted_returns
-from .rl import DEFAULT_ACTIONS, DUSRL
+from .reward import RunningNormaliser, gain_reward
+from .rl import DUSRL
+from .rl_options import DEFAULT_ACTIONS
+from .signal import SignalRecord, correlation, explained_variance
 
 __all__ = ["DEFAULT_ACTIONS", "DUSBase", "DUSBatcher", "DUSHeuristic", "DUSRL", "FactorisedPolicy", "Reinforce",
-           "allocate_sizes", "discounted_returns", "discrepancy", "heuristic_sizes", "imbalance", "modality_scores",
+           "RunningNormaliser", "SignalRecord", "allocate_sizes", "correlation", "discounted_returns", "discrepancy",
+           "explained_variance", "gain_reward", "heuristic_sizes", "imbalance", "modality_scores",
            "update_running_score"]
