@@ -143,3 +143,22 @@ def test_plot_modules_read_signals_under_the_registered_name_through_one_helper(
     assert plots_dus.plot(old, tmp_path / "p2") == []  # old key names are not guessed ...
     monkeypatch.setattr(logkeys, "LEGACY_PREFIX", {"dus-h": "dus"})  # ... one mapping reads them
     assert [p.name for p in plots_dus.plot(old, tmp_path / "p3")] == ["dus_batch_sizes.png", "dus_scores.png"]
+
+
+def test_a_report_that_fails_while_writing_leaves_the_previous_one_intact(tmp_path, monkeypatch):
+    import os
+
+    from mmbalance.report.page import Page
+
+    page = Page("first", tmp_path)
+    first = page.write()
+    before = {k: first[k].read_text() for k in ("html", "markdown")}
+
+    def broken_replace(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        Page("second", tmp_path).write()
+    assert {k: first[k].read_text() for k in ("html", "markdown")} == before
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

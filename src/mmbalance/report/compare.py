@@ -458,8 +458,10 @@ def write_grid(out: Path, order: List[str], plan, outcome: Dict[Path, Dict], com
     if command:
         grid["command"] = " ".join(command)
     _write_json(out / GRID_FILE, agg_mod.json_safe({"kind": "mmbalance-grid", "version": 1, **grid}))
-    (out / RESULTS_FILE).write_text(agg_mod.results_markdown(grid, title="mmbalance compare") +
-                                    (f"\nCommand: `{grid['command']}`\n" if command else ""))
+    from ..engine.checkpoint import atomic_write_text
+
+    atomic_write_text(out / RESULTS_FILE, agg_mod.results_markdown(grid, title="mmbalance compare") +
+                      (f"\nCommand: `{grid['command']}`\n" if command else ""))
     return grid
 
 

@@ -92,9 +92,11 @@ def main(args) -> int:
             (d / "failed.json").write_text(json.dumps({"error": str(e)}))
             print(f"  diverged: {e}")
     table = aggregate(out, sizes, lrs, seeds)
-    (out / "sweep.json").write_text(json.dumps(table, indent=2))
+    from ..engine.checkpoint import atomic_write_text
+
+    atomic_write_text(out / "sweep.json", json.dumps(table, indent=2))
     md = to_markdown(table, args.method)
-    (out / "sweep.md").write_text(md)
+    atomic_write_text(out / "sweep.md", md)
     png = heatmap(table, out / "sweep_heatmap.png", args.method)
     print(md)
     print(f"wrote {out / 'sweep.md'}, {out / 'sweep.json'}" + (f", {png}" if png else ""))
