@@ -48,6 +48,10 @@ def test_grid_report_has_provenance_config_diff_imbalance_and_captions(grid, tmp
         assert (tmp_path / "r" / name).read_bytes()[:4] == b"\x89PNG", name
     assert "95 % confidence interval" in page and "Half-width of the interval with n = 2: ± 8.98 std" in page
     assert "share of the fused head" in page and "probe" in page
+    # the honest leaderboard: intervals against joint and joint-aux, Holm-adjusted p, the paper-protocol column
+    board = md.split("### Honest leaderboard")[1].split("\n## ")[0]
+    assert "joint-aux" in board and "Holm" in board and "best-on-test" in board.lower(), board
+    assert "<h3>Honest leaderboard</h3>" in page
     captions = re.findall(r"<figcaption>(.*?)</figcaption>", page)
     assert len(captions) >= 6 and all(len(c) > 60 for c in captions), captions  # sentences, not file names
 

@@ -206,6 +206,15 @@ def _grid_report(grid_dir: Path, page: Page) -> None:
         page.para(f"Test metrics of the checkpoint selected on validation, mean ± std over seeds; {A.STD_NOTE}.")
         page.table(*A.main_table(agg))
         page.para(A.PAIRED_NOTE + ".")
+        lb = agg.get("leaderboard")
+        if lb and lb["references"]:  # joint or joint-aux in the grid: CIs, Holm, beyond-noise mark, inflation
+            from . import leaderboard
+
+            page.subheading("Honest leaderboard")
+            page.para(leaderboard.verdict(lb))
+            page.table(*leaderboard.table(lb))
+            for note in lb["notes"]:
+                page.para(note + ".")
         if agg["modalities"]:
             page.table(*A.modality_table(agg))
             page.para("Head acc: test accuracy of each modality's own classifier head. Probe: linear probe on "
