@@ -62,3 +62,15 @@ def nonfinite_error(trainer: "Trainer", where: str, losses: Dict[str, torch.Tens
             else " No checkpoint of this run had been written yet.")
     return NonFiniteLossError(f"non-finite training loss at {where} ({terms}). Lower optim.lr, set optim.grad_clip, "
                               f"or check the inputs.{keep}")
+
+
+def accumulate_(sums: Dict[str, torch.Tensor], terms: Dict[str, torch.Tensor]) -> None:
+    """Add a step's loss terms to the epoch's running sums, in place where the dtypes agree (no new tensor per
+    term and step); a term seen for the first time starts as a copy."""
+    for k, v in terms.items():
+        if k in sums and sums[k].dtype == v.dtype:
+            sums[k].add_(v)
+        elif k in sums:
+            sums[k] = sums[k] + v
+        else:
+            sums[k] = v.clone()

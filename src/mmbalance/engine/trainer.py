@@ -23,7 +23,7 @@ from .checkpoint import seed_everything
 from .compat import check_plugins
 from .runtime import Clock, all_reduce, init_distributed, model_calls, resolve_device, rng_devices, set_determinism
 from .epoch_log import EpochLog
-from .losses import base_losses, cross_entropy, nonfinite_error
+from .losses import accumulate_, base_losses, cross_entropy, nonfinite_error
 from .optim import build_optimizer, build_scheduler
 from .plugin import EVENTS, Losses, Plugin, Record, implements
 from .residency import make_resident
@@ -285,13 +285,7 @@ class Trainer:
         self._nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         for batch in self.data.loader("train", self.sampler, modalities):
             batch = self.data.to_device(batch)
-            for k, v in step(batch).items():  # in place: no new tensor per term and step
-                if k in sums and sums[k].dtype == v.dtype:
-                    sums[k].add_(v)
-                elif k in sums:
-                    sums[k] = sums[k] + v
-                else:
-                    sums[k] = v.clone()
+            accumulate_(sums, step(batch))
             self._steps += 1
             samples += len(batch)
             self.global_step += 1
