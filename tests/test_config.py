@@ -39,3 +39,12 @@ def test_yaml_round_trip(tmp_path):
 def test_missing_yaml_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.yaml"):
         Config.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_numbers_yaml_reads_as_strings_are_numbers_but_not_nan():
+    from mmbalance.config import Config, ConfigError
+
+    assert Config().override(["optim.lr=1e-3", "optim.weight_decay=1e2"]).optim.weight_decay == 100.0
+    assert Config().override(["optim.lr=1.0e12"]).optim.lr == 1e12
+    with pytest.raises(ConfigError, match="optim.lr"):
+        Config().override(["optim.lr=nan"])

@@ -132,3 +132,20 @@ def test_pipeline_end_to_end(tmp_path, capsys):
 
 def _strip_times(md: str) -> str:
     return "\n".join(l.rsplit("|", 2)[0] for l in md.splitlines())
+
+
+def test_a_diverged_run_is_an_outcome_reported_not_a_missing_result(tmp_path):
+    """A run stopped by a non-finite loss leaves diverged.json: the grid counts as finished (building does not
+    refuse forever), the run is listed as diverged on the page, and a later completion removes the marker."""
+    from mmbalance.report.compare import DIVERGED_FILE, aggregate_grid, run_dir
+
+    grid = G.Grid(name="g", title="Diverging grid", dataset="synthetic", seeds="0", epochs=2, methods=["joint"],
+                  overrides=["log.tensorboard=false", "eval.probe=false", "optim.lr=1e12"])
+    argv = G.command(grid, tmp_path)[1:]
+    assert not G.is_complete(grid, tmp_path)
+    assert main(argv) == 1  # compare reports the failed run
+    d = run_dir(tmp_path / "g", "joint", 0)
+    assert "non-finite" in (d / DIVERGED_FILE).read_text() and not (d / "summary.json").exists()
+    assert G.is_complete(grid, tmp_path)
+    assert [r["status"] for r in aggregate_grid(tmp_path / "g")["runs"]] == ["diverged"]
+    assert "**Diverged**" in G.section_markdown(grid, tmp_path) and "joint seed 0" in G.section_markdown(grid, tmp_path)

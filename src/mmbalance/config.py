@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Sequence, Any, Dict, List, Optional, Union
@@ -253,6 +254,11 @@ def _coerce(v, default, key):
             raise ConfigError(f"config key {key!r} must be an integer, got {v!r}")
         return int(v)
     if isinstance(default, float):
+        if isinstance(v, str):  # YAML 1.1 reads 1e12 and 1.0e12 (no sign in the exponent) as strings
+            try:
+                v = float(v) if math.isfinite(float(v)) else v
+            except ValueError:
+                pass
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise ConfigError(f"config key {key!r} must be a number, got {v!r}")
         return float(v)

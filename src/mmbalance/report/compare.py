@@ -30,6 +30,8 @@ from . import aggregate as agg_mod
 from . import leaderboard
 from .leaderboard import paper_protocol
 
+#: written into a run folder whose training stopped on a non-finite loss (removed if it later completes)
+DIVERGED_FILE = "diverged.json"
 GRID_FILE = "grid.json"
 RESULTS_FILE = "results.md"
 #: config keys that do not change what a run computes: a difference in them does not invalidate a run
@@ -312,9 +314,20 @@ def train_run(cfg: Config, on_epoch=None) -> Dict[str, Any]:
     """Train (or resume) one run in this process; ``on_epoch(record)`` is called after each epoch.
     Tests patch this function to count calls."""
     from ..engine import Trainer
+    from ..engine.checkpoint import atomic_write_json
+    from ..engine.losses import NonFiniteLossError
 
     trainer = Trainer(cfg, on_epoch=on_epoch)
-    return trainer.fit(resume=True)
+    marker = Path(cfg.out) / DIVERGED_FILE if cfg.out else None
+    try:
+        summary = trainer.fit(resume=True)
+    except NonFiniteLossError as e:  # a diverged run is an outcome of the method, not a missing result
+        if marker is not None and trainer.is_main:
+            atomic_write_json(marker, {"error": str(e), "epoch": trainer.epoch})
+        raise
+    if marker is not None and trainer.is_main:
+        marker.unlink(missing_ok=True)
+    return summary
 
 
 def run_grid(plan: List[Dict[str, Any]], progress: bool = True, stop_on_error: bool = False) -> Dict[Path, Dict]:
@@ -401,7 +414,7 @@ def collect_runs(grid_dir: Path, plan: Optional[List[Dict[str, Any]]] = None) ->
     for e in entries:
         s = _read_json(e["dir"] / "summary.json")
         e["summary"] = s
-        e["status"] = "complete" if s is not None else (
+        e["status"] = "complete" if s is not None else "diverged" if (e["dir"] / DIVERGED_FILE).is_file() else (
             "incomplete" if (e["dir"] / "metrics.jsonl").exists() else "missing")
     return entries
 

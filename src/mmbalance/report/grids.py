@@ -152,11 +152,14 @@ def command_text(grid: Grid, root: Path) -> str:
 
 
 def is_complete(grid: Grid, root: Path) -> bool:
-    """Every (method, seed) run of the grid has a summary.json."""
-    from .compare import parse_seeds, run_dir
+    """Every (method, seed) run of the grid has an outcome: a summary.json, or a diverged.json (training stopped
+    on a non-finite loss: reported as such, not run again)."""
+    from .compare import DIVERGED_FILE, parse_seeds, run_dir
 
-    return all((run_dir(Path(root) / grid.name, m, s) / "summary.json").is_file()
-               for m in grid.methods for s in parse_seeds(grid.seeds))
+    def done(d: Path) -> bool:
+        return (d / "summary.json").is_file() or (d / DIVERGED_FILE).is_file()
+
+    return all(done(run_dir(Path(root) / grid.name, m, s)) for m in grid.methods for s in parse_seeds(grid.seeds))
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -192,6 +195,11 @@ def section_markdown(grid: Grid, root: Path, level: str = "##") -> str:
         parts.append(matrix_markdown(grid, agg) + "\n")
     parts.append(body.strip() + "\n")
     parts += [f"* {n}\n" for n in grid.notes]
+    diverged = [r for r in agg["runs"] if r["status"] == "diverged"]
+    if diverged:
+        parts.append("* **Diverged** (training stopped on a non-finite loss; not in the means, and each paired test "
+                     "uses the seeds both methods completed): "
+                     + ", ".join(f"{r['method']} seed {r['seed']}" for r in diverged) + ".\n")
     parts.append(f"\nCommand: `{command_text(grid, root)}`\n")
     return "\n".join(parts)
 
