@@ -78,7 +78,7 @@ def render() -> str:
                 continue
             sig = _signature(obj)
             source = obj.__module__
-            parts.append(f"\n### `{name}`\n\n```python\n{name}{sig}\n```\n"
+            parts.append(f"\n### `{name}`\n\n```text\n{name}{sig}\n```\n"
                          f"{textwrap.fill(_first_paragraph(obj.__doc__), 115)}  \n*defined in* `{source}`\n")
         if consts:
             parts.append("\nConstants: " + ", ".join(f"`{n}` = `{getattr(mod, n)!r}`" for n in consts) + "\n")

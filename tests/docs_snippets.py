@@ -7,7 +7,8 @@ are shown, not run; an untagged fence is an error, so nothing escapes by omissio
 Markers, on the line right above a fence (an HTML comment, invisible when rendered):
 
 * ``<!-- docs-test: skip: REASON -->`` — cannot run here (a paper dataset on disk, a GPU, a network install,
-  or ``make`` itself); counted and reported, never run;
+  or ``make`` itself), or ``skip: an outline; examples/X.py is the complete version (...)`` for a sketch whose
+  complete, tested version is that example; counted and reported, never run;
 * ``<!-- docs-test: slow: REASON -->`` — runs only with ``pytest -m slow`` (timing benchmarks).
 
 Snippets of one file run in order in one fresh working directory (so a ``report`` can read what a ``compare``
